@@ -1,0 +1,48 @@
+# komoju-airflow developer commands. Every target sets itself up: a .venv with pinned installs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: help install test lint format constraints clean
+
+help:
+	@echo "make test         ruff, then the whole test suite (sets up .venv and finds or starts PostgreSQL)"
+	@echo "make install      create .venv and install the pinned requirements and this package (editable)"
+	@echo "make lint         ruff check"
+	@echo "make format       ruff format + ruff check --fix"
+	@echo "make constraints  re-freeze constraints.txt from a fresh install of requirements.txt"
+	@echo "make clean        remove .venv, .local and caches"
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt -c constraints.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $@
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+constraints:
+	rm -rf .constraints-venv
+	$(PYTHON) -m venv .constraints-venv
+	.constraints-venv/bin/python -m pip install --quiet --upgrade pip
+	.constraints-venv/bin/python -m pip install --quiet -r requirements.txt
+	{ echo "# Frozen from a working install of requirements.txt (make constraints); every make target installs with it."; \
+	  echo "# Regenerate after changing requirements.txt: make constraints"; \
+	  .constraints-venv/bin/python -m pip freeze; } > constraints.txt
+	rm -rf .constraints-venv
+
+clean:
+	rm -rf $(VENV) .local .pytest_cache .ruff_cache *.egg-info plugins/*.egg-info

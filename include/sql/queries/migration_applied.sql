@@ -1,0 +1,3 @@
+SELECT version, name, checksum, applied_at
+FROM komoju.schema_migration
+ORDER BY version
