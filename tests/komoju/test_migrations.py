@@ -30,7 +30,10 @@ EXPECTED_TABLES = {
 
 def _tables(conn) -> set[str]:
     with conn.cursor() as cur:
-        cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'komoju'")
+        cur.execute(
+            "SELECT table_name FROM information_schema.tables"
+            " WHERE table_schema = 'komoju' AND table_type = 'BASE TABLE'"
+        )
         return {name for (name,) in cur.fetchall()}
 
 

@@ -1,0 +1,4 @@
+SELECT site_id, name, komoju_conn_id, notify_emails, email_locale, email_enabled, active
+FROM komoju.site
+WHERE site_id = ANY(%(site_ids)s)
+ORDER BY site_id

@@ -1,0 +1,198 @@
+"""Everything the jobs keep in PostgreSQL, one function per named statement in ``include/sql/queries``.
+
+The store knows Postgres and nothing about HTTP; callers pass an open psycopg2 connection and decide when
+to commit, except where a function says it commits (a unit of work that must be whole).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg2.extensions
+
+from komoju.sql import query
+
+Connection = psycopg2.extensions.connection
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+@dataclass(frozen=True)
+class Site:
+    """One storefront site's settings (``komoju.site``)."""
+
+    site_id: str
+    name: str | None
+    komoju_conn_id: str
+    notify_emails: tuple[str, ...]
+    email_locale: str
+    email_enabled: bool
+    active: bool
+
+    @property
+    def wants_email(self) -> bool:
+        return self.email_enabled and bool(self.notify_emails)
+
+
+class ScopeError(ValueError):
+    """A run asked for sites that do not exist or are not active."""
+
+
+def _site(row: Sequence[Any]) -> Site:
+    site_id, name, conn_id, emails, locale, enabled, active = row
+    return Site(site_id, name, conn_id, tuple(emails or ()), locale, enabled, active)
+
+
+def sites(conn: Connection, site_ids: Sequence[str]) -> list[Site]:
+    """The sites with these ids (unknown ids are simply absent), ordered by id."""
+    with conn.cursor() as cur:
+        cur.execute(query("sites_by_id"), {"site_ids": list(site_ids)})
+        return [_site(row) for row in cur.fetchall()]
+
+
+def resolve_scope(conn: Connection, requested: Sequence[str]) -> list[Site]:
+    """The active sites a run works on: ``requested``, or every active site when it is empty.
+
+    Raises ScopeError naming every unknown or inactive id, so a run fails before touching any order.
+    """
+    if not requested:
+        with conn.cursor() as cur:
+            cur.execute(query("sites_active"))
+            return [_site(row) for row in cur.fetchall()]
+    wanted = list(dict.fromkeys(requested))
+    found = {site.site_id: site for site in sites(conn, wanted)}
+    unknown = [site_id for site_id in wanted if site_id not in found]
+    inactive = [site_id for site_id in wanted if site_id in found and not found[site_id].active]
+    problems = []
+    if unknown:
+        problems.append(f"unknown site id(s) {', '.join(map(repr, unknown))} (not in komoju.site)")
+    if inactive:
+        problems.append(f"inactive site id(s) {', '.join(map(repr, inactive))} (komoju.site.active is false)")
+    if problems:
+        raise ScopeError(
+            f"This run names {' and '.join(problems)}. Nothing was done. Trigger it again with the ids of active "
+            "sites, or an empty site_ids list for every active site."
+        )
+    return [found[site_id] for site_id in wanted]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Payment methods
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SyncCounts:
+    """What one payment-method sync changed."""
+
+    added: int
+    refreshed: int
+    vanished: int
+    ignored: int  # items KOMOJU sent that lack a usable type_slug or currency
+
+
+def method_rows(items: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """KOMOJU ``/payment_methods`` items as rows to store, and how many were unusable and left out."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    ignored = 0
+    known = {"type_slug", "currency", "name_en", "name_ja", "name_ko", "subtypes"}
+    for item in items:
+        slug, currency = item.get("type_slug"), item.get("currency")
+        if not isinstance(slug, str) or not slug.strip() or not isinstance(currency, str):
+            ignored += 1
+            continue
+        currency = currency.upper()
+        if not _CURRENCY.match(currency):
+            ignored += 1
+            continue
+        subtypes = item.get("subtypes") or []
+        rows[(slug, currency)] = {
+            "type_slug": slug,
+            "currency": currency,
+            "name_en": _text_or_none(item.get("name_en")),
+            "name_ja": _text_or_none(item.get("name_ja")),
+            "name_ko": _text_or_none(item.get("name_ko")),
+            "subtypes": [str(s) for s in subtypes] if isinstance(subtypes, list) else [],
+            "details": {k: v for k, v in item.items() if k not in known},
+        }
+    return list(rows.values()), ignored
+
+
+def sync_payment_methods(conn: Connection, site_id: str, items: Iterable[Mapping[str, Any]]) -> SyncCounts:
+    """Store what KOMOJU returned for the site, keeping the merchant's toggles and order; commits."""
+    rows, ignored = method_rows(items)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query("payment_methods_sync"), {"site_id": site_id, "methods": json.dumps(rows)})
+            added, refreshed, vanished = cur.fetchone()
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    return SyncCounts(added, refreshed, vanished, ignored)
+
+
+@dataclass(frozen=True)
+class PaymentMethod:
+    """One stored payment method of a site."""
+
+    type_slug: str
+    currency: str
+    name_en: str | None
+    name_ja: str | None
+    name_ko: str | None
+    subtypes: tuple[str, ...]
+    enabled: bool
+    available: bool
+    position: int
+
+
+def payment_methods(conn: Connection, site_id: str) -> list[PaymentMethod]:
+    """The site's stored methods in display order."""
+    with conn.cursor() as cur:
+        cur.execute(query("payment_methods_of_site"), {"site_id": site_id})
+        return [
+            PaymentMethod(slug, cur_, en, ja, ko, tuple(subtypes or ()), enabled, available, position)
+            for slug, cur_, en, ja, ko, subtypes, enabled, available, position in cur.fetchall()
+        ]
+
+
+def set_payment_method_enabled(
+    conn: Connection, site_id: str, type_slug: str, currency: str, enabled: bool
+) -> bool:
+    """Switch one method on or off (the merchant's toggle); commits. False if there is no such method."""
+    with conn.cursor() as cur:
+        cur.execute(
+            query("payment_method_set_enabled"),
+            {"site_id": site_id, "type_slug": type_slug, "currency": currency.upper(), "enabled": enabled},
+        )
+        changed = cur.rowcount == 1
+    conn.commit()
+    return changed
+
+
+def move_payment_method(conn: Connection, site_id: str, type_slug: str, currency: str, position: int) -> bool:
+    """Put one method at ``position`` (1-based) and renumber the site's methods; commits. False if absent."""
+    with conn.cursor() as cur:
+        cur.execute(
+            query("payment_method_move"),
+            {"site_id": site_id, "type_slug": type_slug, "currency": currency.upper(), "position": max(position, 1)},
+        )
+        moved = cur.rowcount > 0
+    conn.commit()
+    return moved
+
+
+def payment_methods_document(conn: Connection, site_id: str) -> list[dict[str, Any]]:
+    """The site's offered methods as one JSON-ready list (the cartridge's custom attribute)."""
+    with conn.cursor() as cur:
+        cur.execute(query("payment_methods_document"), {"site_id": site_id})
+        row = cur.fetchone()
+    return row[0] if row else []
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
