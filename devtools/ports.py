@@ -1,10 +1,13 @@
-"""Loopback ports and waiting for a service to come up."""
+"""Loopback ports, and waiting for something to happen (polling with a deadline, never a bare sleep)."""
 
 from __future__ import annotations
 
 import socket
 import time
 from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -14,15 +17,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until(check: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.05) -> None:
-    """Poll ``check`` until it returns true; raise ``TimeoutError`` naming ``what`` after ``timeout`` seconds."""
+def poll_until(
+    probe: Callable[[], T | None], *, timeout: float = 5.0, what: str = "condition", interval: float = 0.01
+) -> T:
+    """Call ``probe`` until it returns something truthy and return that; ``TimeoutError`` after ``timeout`` s.
+
+    An ``OSError`` from the probe (a server still starting) counts as "not yet".
+    """
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if check():
-                return
+            result = probe()
         except OSError:
-            pass
+            result = None
+        if result:
+            return result
         if time.monotonic() >= deadline:
-            raise TimeoutError(f"{what} did not happen within {timeout:g} s")
+            raise TimeoutError(f"{what} not reached within {timeout:g} s")
         time.sleep(interval)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
-from devtools.ports import free_port, wait_until
+from devtools.ports import free_port, poll_until
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class SmtpSink:
 
     def wait_for(self, count: int, *, timeout: float = 10.0) -> list[ReceivedMail]:
         """The messages, once at least ``count`` have arrived (polls with a deadline)."""
-        wait_until(lambda: len(self.messages) >= count, timeout=timeout, what=f"{count} e-mail(s) arriving")
+        poll_until(lambda: len(self.messages) >= count, timeout=timeout, what=f"{count} e-mail(s) arriving")
         return self.messages
 
     def airflow_connection(self, from_email: str = "komoju-airflow@example.com") -> dict:

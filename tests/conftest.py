@@ -11,7 +11,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from devtools import PROJECT_ROOT as ROOT
+
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="komoju-test-airflow-"))
 
 for _name in [n for n in os.environ if n.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_"))]:
@@ -45,7 +46,7 @@ from devtools.smtp_sink import SmtpSink  # noqa: E402
 
 # Every table integrators and jobs write; emptied before each test that uses ``db``.
 TRUNCATE_KOMOJU_TABLES = (
-    "TRUNCATE komoju.final_failure, komoju.notification, komoju.attempt, komoju.order_job,"
+    "TRUNCATE komoju.final_failure, komoju.notification, komoju.attempt,"
     " komoju.payment_method, komoju.orders, komoju.site RESTART IDENTITY CASCADE"
 )
 

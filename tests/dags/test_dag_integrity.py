@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from conftest import ROOT
+from devtools import PROJECT_ROOT as ROOT
 
 MIN_RETRIES = 2
 

@@ -11,16 +11,15 @@ import sys
 import psycopg2
 import psycopg2.errors
 import pytest
-from conftest import ROOT
 
-from devtools.ports import wait_until
+from devtools import PROJECT_ROOT as ROOT
+from devtools.ports import poll_until
 from komoju import migrations, sql
 
 EXPECTED_TABLES = {
     "site",
     "payment_method",
     "orders",
-    "order_job",
     "attempt",
     "notification",
     "final_failure",
@@ -104,7 +103,7 @@ def test_concurrent_upgrades_from_two_processes_apply_each_migration_once(pg_ser
                 )
                 return cur.fetchone()[0] == 2
 
-        wait_until(both_waiting, timeout=60, what="both upgrade processes waiting on the migration lock")
+        poll_until(both_waiting, timeout=60, what="both upgrade processes waiting on the migration lock")
         with holder.cursor() as cur:
             cur.execute("SELECT pg_advisory_unlock(%s)", (migrations.MIGRATION_LOCK_ID,))
         outputs = [runner.communicate(timeout=60) for runner in runners]

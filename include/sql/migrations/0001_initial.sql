@@ -71,19 +71,10 @@ CREATE INDEX orders_refund_candidates ON komoju.orders (site_id, order_no)
 -- ---------------------------------------------------------------------------------------------------
 -- No foreign keys to komoju.orders on purpose: an order sync that deletes and re-inserts rows must not
 -- erase the record of what was already sent to KOMOJU.
-
--- An order as one job sees it: how many attempts it has used, and who holds it right now. The lease
--- lets two concurrent runs of the same site skip each other's orders, and expires if a worker dies.
-CREATE TABLE komoju.order_job (
-    job              text        NOT NULL CHECK (job IN ('cancel', 'refund')),
-    site_id          text        NOT NULL,
-    order_no         text        NOT NULL,
-    attempts         integer     NOT NULL DEFAULT 0 CHECK (attempts >= 0),
-    lease_owner      text,
-    lease_expires_at timestamptz,
-    updated_at       timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (job, site_id, order_no)
-);
+--
+-- Two runs never work on the same order at once: a worker holds a session-level advisory lock per order
+-- (pg_try_advisory_lock) while it works on it, so a worker that dies releases its orders with its
+-- connection, and the next run can finish them at once.
 
 -- One call (and its retries) to KOMOJU for one order. The row, with its idempotency key, is committed
 -- before the POST is sent; any retry of the same attempt (in the run, after a task retry, after a crash)
@@ -106,7 +97,8 @@ CREATE TABLE komoju.attempt (
     CHECK ((finished_at IS NULL) = (outcome IS NULL))
 );
 
-CREATE INDEX attempt_unfinished ON komoju.attempt (job, site_id) WHERE finished_at IS NULL;
+-- At most one attempt per order and job is open (possibly sent, result unknown) at any time.
+CREATE UNIQUE INDEX attempt_one_open ON komoju.attempt (job, site_id, order_no) WHERE finished_at IS NULL;
 
 -- One e-mail to a site's contacts. Created before sending; sent_at is set once the EmailOperator
 -- succeeded. A notification never sent releases its failures to the next one.
