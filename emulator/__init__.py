@@ -1,7 +1,7 @@
 """A local emulator of the KOMOJU REST API, for tests, demos and benchmarks.
 
-It reproduces what the project's ``KOMOJU_API.md`` (shared folder) lists: HTTP Basic auth with the secret key as username,
-``GET /api/v1/payment_methods``, ``GET /api/v1/payments[/{id}]``, ``POST /api/v1/payments/{id}/cancel`` and
+It reproduces what the project's ``KOMOJU_API.md`` (shared folder) lists: HTTP Basic auth with the secret key
+as username, ``GET /api/v1/payment_methods``, ``GET /api/v1/payments[/{id}]``, ``POST /api/v1/payments/{id}/cancel`` and
 ``/refund``, KOMOJU's error body, and the ``X-KOMOJU-IDEMPOTENCY`` rules (replay, 409 while in flight, 422 for
 a different request, keys honoured 24 h on the emulator's clock). On top of that it can add latency and inject
 faults, and it keeps a ledger of every request and every state change.
