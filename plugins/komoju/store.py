@@ -196,3 +196,234 @@ def payment_methods_document(conn: Connection, site_id: str) -> list[dict[str, A
 
 def _text_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Orders of the cancel and refund jobs
+# ---------------------------------------------------------------------------------------------------------------
+
+# Advisory lock classes (first key of pg_advisory_lock(int, int)), one per job: "KM" + job number.
+ORDER_LOCK_CLASS = {"cancel": 0x4B4D0001, "refund": 0x4B4D0002}
+
+
+@dataclass(frozen=True)
+class EligibleOrder:
+    """An order a job must work on, with its attempt history."""
+
+    order_no: str
+    payment_id: str
+    amount: Any  # Decimal | None, as the storefront shows it
+    currency: str | None
+    attempts: int  # attempts started so far
+    open_attempt_no: int | None  # an attempt possibly sent whose result is unknown
+    open_idempotency_key: str | None
+    open_payment_id: str | None
+    open_started_at: Any  # datetime | None
+
+
+def eligible_orders(
+    conn: Connection, job: str, site_id: str, *, after: str = "", order_nos: Sequence[str] | None = None, limit: int
+) -> list[EligibleOrder]:
+    """Up to ``limit`` eligible orders of the site after ``after`` (keyset), or among ``order_nos``."""
+    with conn.cursor() as cur:
+        cur.execute(
+            query(f"{_job(job)}_eligible"),
+            {
+                "site_id": site_id,
+                "after": after,
+                "order_nos": list(order_nos) if order_nos is not None else None,
+                "limit": limit,
+            },
+        )
+        return [EligibleOrder(*row) for row in cur.fetchall()]
+
+
+def orders_without_payment_id(conn: Connection, job: str, site_id: str) -> int:
+    """How many of the site's orders would be the job's but lack a KOMOJU payment id."""
+    with conn.cursor() as cur:
+        cur.execute(
+            query("without_payment_id_count"),
+            {"site_id": site_id, "payment_status": "not_paid" if _job(job) == "cancel" else "paid"},
+        )
+        return cur.fetchone()[0]
+
+
+def lock_orders(conn: Connection, job: str, site_id: str, order_nos: Sequence[str]) -> list[str]:
+    """Take this session's advisory lock on each order not held by another run; return those taken."""
+    with conn.cursor() as cur:
+        cur.execute(
+            query("order_locks_take"),
+            {"lock_class": ORDER_LOCK_CLASS[_job(job)], "site_id": site_id, "order_nos": list(order_nos)},
+        )
+        taken = [row[0] for row in cur.fetchall()]
+    conn.commit()  # the locks are session-level: they outlive the transaction
+    return taken
+
+
+def release_orders(conn: Connection, job: str, site_id: str, order_nos: Sequence[str]) -> None:
+    """Release this session's advisory locks on the orders (after their results are committed)."""
+    if not order_nos:
+        return
+    with conn.cursor() as cur:
+        cur.execute(
+            query("order_locks_release"),
+            {"lock_class": ORDER_LOCK_CLASS[_job(job)], "site_id": site_id, "order_nos": list(order_nos)},
+        )
+    conn.commit()
+
+
+def start_attempts(conn: Connection, job: str, site_id: str, run_id: str, attempts: Sequence[Mapping]) -> None:
+    """Commit new attempts and their idempotency keys (``order_no, attempt_no, payment_id, idempotency_key``)."""
+    if not attempts:
+        return
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                query("attempts_start"),
+                {"job": _job(job), "site_id": site_id, "run_id": run_id, "attempts": json.dumps(list(attempts))},
+            )
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+
+
+def write_results(
+    conn: Connection,
+    job: str,
+    site_id: str,
+    *,
+    attempts: Sequence[Mapping],
+    statuses: Sequence[Mapping],
+    failures: Sequence[Mapping],
+) -> None:
+    """In one transaction: close attempts, write order statuses, record final failures.
+
+    ``attempts``: ``order_no, attempt_no, outcome, http_status, error_code, response``;
+    ``statuses``: ``order_no, status, response``; ``failures``: ``order_no, attempt_no, status, reason,
+    amount, currency``.
+    """
+    job = _job(job)
+    try:
+        with conn.cursor() as cur:
+            if attempts:
+                cur.execute(
+                    query("attempts_finish"),
+                    {"job": job, "site_id": site_id, "results": json.dumps(list(attempts))},
+                )
+            if statuses:
+                cur.execute(
+                    query(f"{job}_status_write"), {"site_id": site_id, "results": json.dumps(list(statuses))}
+                )
+            if failures:
+                cur.execute(
+                    query("final_failures_record"),
+                    {"job": job, "site_id": site_id, "failures": json.dumps(list(failures), default=str)},
+                )
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+
+
+def _job(job: str) -> str:
+    if job not in ORDER_LOCK_CLASS:
+        raise ValueError(f"Unknown job {job!r}: expected 'cancel' or 'refund'.")
+    return job
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Final failures and their e-mails
+# ---------------------------------------------------------------------------------------------------------------
+
+NOTIFICATION_LOCK_CLASS = 0x4B4D0010
+
+
+@dataclass(frozen=True)
+class PendingFailure:
+    """A final failure not yet e-mailed."""
+
+    failure_id: int
+    order_no: str
+    amount: Any
+    currency: str | None
+    status: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Notification:
+    """An e-mail prepared for a site's contacts, carrying some final failures."""
+
+    notification_id: int
+    message_id: str
+    failures: int
+
+
+def pending_failures(conn: Connection, job: str, site_id: str) -> tuple[list[PendingFailure], list[int]]:
+    """Lock the site's e-mail preparation; return its un-e-mailed failures and its unsent e-mails' ids.
+
+    Runs inside the caller's transaction, which must end with :func:`create_notification` or a rollback.
+    """
+    params = {"lock_class": NOTIFICATION_LOCK_CLASS, "job": _job(job), "site_id": site_id}
+    with conn.cursor() as cur:
+        cur.execute(query("notification_lock_site"), params)
+        cur.execute(query("notifications_unsent"), params)
+        unsent = [row[0] for row in cur.fetchall()]
+        cur.execute(query("final_failures_pending"), {**params, "unsent_ids": unsent})
+        return [PendingFailure(*row) for row in cur.fetchall()], unsent
+
+
+def create_notification(
+    conn: Connection,
+    job: str,
+    site_id: str,
+    *,
+    failure_ids: Sequence[int],
+    recipients: Sequence[str],
+    subject: str,
+    run_id: str,
+    mail_domain: str,
+) -> Notification:
+    """Record an e-mail carrying ``failure_ids`` (moved from any unsent one); commits."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                query("notification_create"),
+                {
+                    "job": _job(job),
+                    "site_id": site_id,
+                    "recipients": list(recipients),
+                    "subject": subject,
+                    "run_id": run_id,
+                    "mail_domain": mail_domain,
+                    "failure_ids": list(failure_ids),
+                },
+            )
+            notification = Notification(*cur.fetchone())
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    return notification
+
+
+def claim_notification_for_send(conn: Connection, notification_id: int) -> bool:
+    """Lock the e-mail until :func:`mark_notification_sent` or rollback; True when it should be sent now.
+
+    False when it was sent already (a retried task) or carries no failure any more (a later e-mail took them).
+    """
+    with conn.cursor() as cur:
+        cur.execute(query("notification_claim_for_send"), {"notification_id": notification_id})
+        row = cur.fetchone()
+    if row is None:
+        return False
+    sent_at, failures = row
+    return sent_at is None and failures > 0
+
+
+def mark_notification_sent(conn: Connection, notification_id: int) -> None:
+    """Record that the e-mail went out; commits (and releases the lock of the claim)."""
+    with conn.cursor() as cur:
+        cur.execute(query("notification_mark_sent"), {"notification_id": notification_id})
+    conn.commit()

@@ -1,0 +1,33 @@
+-- Orders of one site the cancel job must work on (SPEC §4.2), in keyset order, with their attempt history.
+-- Either a batch after %(after)s (order_nos NULL), or the given order_nos re-read after locking them.
+-- The predicate on komoju.orders repeats the partial index orders_cancel_candidates word for word.
+SELECT o.order_no,
+       o.komoju_payment_id,
+       o.total_gross_price,
+       o.currency,
+       coalesce(last.attempt_no, 0) AS attempts,
+       open.attempt_no              AS open_attempt_no,
+       open.idempotency_key         AS open_idempotency_key,
+       open.komoju_payment_id       AS open_payment_id,
+       open.started_at              AS open_started_at
+FROM komoju.orders AS o
+LEFT JOIN LATERAL (
+    SELECT max(a.attempt_no) AS attempt_no
+    FROM komoju.attempt AS a
+    WHERE a.job = 'cancel' AND a.site_id = o.site_id AND a.order_no = o.order_no
+) AS last ON true
+LEFT JOIN komoju.attempt AS open
+       ON open.job = 'cancel' AND open.site_id = o.site_id AND open.order_no = o.order_no
+      AND open.finished_at IS NULL
+WHERE o.site_id = %(site_id)s
+  AND o.status = 'cancelled' AND o.payment_status = 'not_paid' AND o.payment_method = 'KOMOJU_HOSTED_PAGE'
+  AND o.komoju_cancel_status IS DISTINCT FROM 'Cancelled' AND o.komoju_cancel_status IS DISTINCT FROM 'Rejected'
+  AND coalesce(o.komoju_payment_id, '') <> ''
+  AND NOT EXISTS (
+      SELECT 1 FROM komoju.final_failure AS f
+      WHERE f.job = 'cancel' AND f.site_id = o.site_id AND f.order_no = o.order_no
+  )
+  AND o.order_no > %(after)s
+  AND (%(order_nos)s::text[] IS NULL OR o.order_no = ANY(%(order_nos)s::text[]))
+ORDER BY o.order_no
+LIMIT %(limit)s

@@ -1,0 +1,20 @@
+-- A new e-mail for the given failures, which move to it (away from any unsent e-mail they were in).
+-- Its Message-ID is fixed here, so a resend of the same e-mail carries the same Message-ID.
+WITH next_id AS (
+    SELECT nextval('komoju.notification_notification_id_seq') AS id
+),
+new_notification AS (
+    INSERT INTO komoju.notification (notification_id, job, site_id, recipients, subject, message_id, run_id)
+    SELECT id, %(job)s, %(site_id)s, %(recipients)s, %(subject)s,
+           '<komoju-airflow.' || %(job)s || '.' || id || '.' || left(md5(%(site_id)s), 8) || '@' || %(mail_domain)s || '>',
+           %(run_id)s
+    FROM next_id
+    RETURNING notification_id, message_id
+),
+moved AS (
+    UPDATE komoju.final_failure AS f
+    SET notification_id = (SELECT notification_id FROM new_notification)
+    WHERE f.failure_id = ANY(%(failure_ids)s::bigint[])
+    RETURNING f.failure_id
+)
+SELECT notification_id, message_id, (SELECT count(*) FROM moved) FROM new_notification

@@ -1,0 +1,81 @@
+"""What the three DAG files share: schedules and retries from the environment, params, default args.
+
+Read at parse time from environment variables only: no database or network work at import.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from typing import Any
+
+from airflow.sdk import Param
+
+from komoju.operators import DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_CONCURRENCY
+
+START_DATE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+TAGS = ["komoju", "payments"]
+
+
+def schedule(variable: str, default: str | None) -> str | None:
+    """The schedule in ``$variable`` (a cron expression, a preset like ``@hourly``, or ``none``), else ``default``."""
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        return default
+    return None if value.lower() in ("none", "manual", "off") else value
+
+
+def default_args() -> dict[str, Any]:
+    """Per-task retries: ``KOMOJU_TASK_RETRIES`` (default 3), exponential back-off from ``KOMOJU_RETRY_DELAY_SECONDS``
+    (default 60 s) up to 30 minutes."""
+    return {
+        "owner": "komoju",
+        "retries": int(os.environ.get("KOMOJU_TASK_RETRIES", "3")),
+        "retry_delay": dt.timedelta(seconds=float(os.environ.get("KOMOJU_RETRY_DELAY_SECONDS", "60"))),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": dt.timedelta(minutes=30),
+    }
+
+
+def site_ids_param() -> Param:
+    """``site_ids``: the sites to work on; empty means every active site.
+
+    The trigger form cannot read the database at parse time, so it offers the ids listed in
+    ``KOMOJU_KNOWN_SITES`` (comma-separated) as a multi-select, or a free-form list when that is unset.
+    """
+    known = [s.strip() for s in os.environ.get("KOMOJU_KNOWN_SITES", "").split(",") if s.strip()]
+    extra: dict[str, Any] = {"examples": known} if known else {}
+    return Param(
+        [],
+        type="array",
+        items={"type": "string", "minLength": 1},
+        uniqueItems=True,
+        title="Sites",
+        description="Site ids (komoju.site.site_id) to run for, one per line. Empty: every active site.",
+        **extra,
+    )
+
+
+def order_job_params() -> dict[str, Param]:
+    """Params of the cancel and refund DAGs."""
+    return {
+        "site_ids": site_ids_param(),
+        "dry_run": Param(
+            False, type="boolean", title="Dry run", description="List what would be done; call and change nothing."
+        ),
+        "max_attempts": Param(
+            DEFAULT_MAX_ATTEMPTS,
+            type="integer",
+            minimum=1,
+            maximum=20,
+            title="Attempts per order",
+            description="After this many failed attempts an order is given up on and e-mailed.",
+        ),
+        "max_concurrency": Param(
+            DEFAULT_MAX_CONCURRENCY,
+            type="integer",
+            minimum=1,
+            maximum=64,
+            title="Concurrent KOMOJU calls per site",
+        ),
+    }

@@ -1,0 +1,561 @@
+"""Airflow operators of the three KOMOJU jobs, one site per task instance, and the failure e-mail.
+
+They join the hook (HTTP, KOMOJU) and the store (Postgres); the decisions are the pure functions of
+:mod:`komoju.outcomes` and :mod:`komoju.planning`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+
+from airflow.providers.smtp.operators.smtp import EmailOperator
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from komoju import db, store
+from komoju.hooks import KomojuAPIError, KomojuHook
+from komoju.outcomes import CallResult, Decision, Job, decide
+from komoju.planning import Action, Plan, plan
+
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_MAX_CONCURRENCY = 8
+DEFAULT_BATCH_SIZE = 200
+DEFAULT_TRANSIENT_STREAK = 5
+DRY_RUN_SAMPLE = 20
+
+
+def _site_or_fail(conn: Any, site_id: str) -> store.Site:
+    try:
+        (site,) = store.resolve_scope(conn, [site_id])
+    except store.ScopeError as exc:
+        raise AirflowFailException(str(exc)) from exc
+    return site
+
+
+def _auth_failure(site: store.Site, conn_id: str, error: KomojuAPIError) -> AirflowFailException:
+    return AirflowFailException(
+        f"Site '{site.site_id}': KOMOJU refused the secret key of Airflow connection '{conn_id}' "
+        f"(HTTP {error.status} {error.code or ''}). No order of this site was changed. Fix the secret key in that "
+        "connection (password field), then clear this task to run the site again."
+    )
+
+
+def _as_int(name: str, value: Any, minimum: int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise AirflowFailException(f"{name} must be a whole number, got {value!r}.") from None
+    if number < minimum:
+        raise AirflowFailException(f"{name} must be at least {minimum}, got {number}.")
+    return number
+
+
+def _as_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.strip().lower() in ("true", "1", "yes")
+    raise AirflowFailException(f"{name} must be true or false, got {value!r}.")
+
+
+class KomojuSyncPaymentMethodsOperator(BaseOperator):
+    """Sync the payment methods KOMOJU offers the merchant into one site, keeping the merchant's toggles.
+
+    :param site_id: the site (``komoju.site``); its ``komoju_conn_id`` names the KOMOJU connection.
+    :param postgres_conn_id: the status database.
+    """
+
+    template_fields: Sequence[str] = ("site_id",)
+
+    def __init__(self, *, site_id: str, postgres_conn_id: str = db.DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.site_id = site_id
+        self.postgres_conn_id = postgres_conn_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        conn = db.connect(self.postgres_conn_id)
+        try:
+            site = _site_or_fail(conn, self.site_id)
+            hook = KomojuHook(site.komoju_conn_id)
+            try:
+                items = hook.list_payment_methods()
+            except KomojuAPIError as error:
+                if error.auth_failure:
+                    raise _auth_failure(site, site.komoju_conn_id, error) from None
+                raise AirflowException(
+                    f"Site '{site.site_id}': could not read payment methods from KOMOJU: {error} "
+                    "Nothing was changed; Airflow retries this site."
+                ) from None
+            finally:
+                hook.close()
+            counts = store.sync_payment_methods(conn, site.site_id, items)
+        finally:
+            conn.close()
+        self.log.info(
+            "Site %s: %d payment methods added, %d refreshed, %d no longer offered by KOMOJU, %d unusable ignored",
+            site.site_id,
+            counts.added,
+            counts.refreshed,
+            counts.vanished,
+            counts.ignored,
+        )
+        return {"site_id": site.site_id, **counts.__dict__}
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What happened to one planned call: the decision, or ``None`` when it was never sent."""
+
+    plan: Plan
+    decision: Decision | None
+    result: CallResult | None
+
+
+class _StopSignal:
+    """Shared by the call threads: stop sending once the site must stop (auth failure, transient streak)."""
+
+    def __init__(self, streak_limit: int) -> None:
+        self._lock = threading.Lock()
+        self._streak = 0
+        self.streak_limit = streak_limit
+        self.auth_error: KomojuAPIError | None = None
+        self.last_transient: str | None = None
+        self.event = threading.Event()
+
+    def record(self, decision: Decision, result: CallResult, error: KomojuAPIError | None) -> None:
+        with self._lock:
+            if decision.abort_site:
+                self.auth_error = error
+                self.event.set()
+            elif decision.transient:
+                self._streak += 1
+                self.last_transient = result.describe()
+                if self._streak >= self.streak_limit:
+                    self.event.set()
+            else:
+                self._streak = 0
+
+    @property
+    def streak_tripped(self) -> bool:
+        return self.event.is_set() and self.auth_error is None
+
+
+class _KomojuOrdersOperator(BaseOperator):
+    """Shared body of the cancel and refund operators: one site's eligible orders, exactly once each.
+
+    For every batch of eligible orders (keyset order): take each order's advisory lock (orders held by a
+    concurrent run are skipped), re-read them, commit each new attempt's idempotency key, then call KOMOJU on a
+    bounded thread pool and write the results, statuses and final failures in one transaction.
+
+    :param site_id: the site to work on.
+    :param max_attempts: attempts per order before it is given up on and e-mailed (default 3).
+    :param max_concurrency: KOMOJU calls in flight at once for this site (default 8).
+    :param dry_run: only log and count what would be done; call nothing, change nothing.
+    :param batch_size: orders read, locked and written per database round trip.
+    :param transient_streak: transient failures in a row that stop the site (its task fails and is retried).
+    :param postgres_conn_id: the status database.
+    """
+
+    job: ClassVar[Job]
+    template_fields: Sequence[str] = ("site_id", "max_attempts", "max_concurrency", "dry_run")
+
+    def __init__(
+        self,
+        *,
+        site_id: str,
+        max_attempts: int | str = DEFAULT_MAX_ATTEMPTS,
+        max_concurrency: int | str = DEFAULT_MAX_CONCURRENCY,
+        dry_run: bool | str = False,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        transient_streak: int = DEFAULT_TRANSIENT_STREAK,
+        postgres_conn_id: str = db.DEFAULT_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.site_id = site_id
+        self.max_attempts = max_attempts
+        self.max_concurrency = max_concurrency
+        self.dry_run = dry_run
+        self.batch_size = batch_size
+        self.transient_streak = transient_streak
+        self.postgres_conn_id = postgres_conn_id
+
+    # ------------------------------------------------------------------------------------------ entry point
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        max_attempts = _as_int("max_attempts", self.max_attempts, 1)
+        concurrency = _as_int("max_concurrency", self.max_concurrency, 1)
+        dry_run = _as_bool("dry_run", self.dry_run)
+        run_id = str(context["run_id"]) if context and "run_id" in context else "manual"
+        conn = db.connect(self.postgres_conn_id)
+        try:
+            site = _site_or_fail(conn, self.site_id)
+            counts: Counter[str] = Counter()
+            counts["without_payment_id"] = store.orders_without_payment_id(conn, self.job.value, site.site_id)
+            if dry_run:
+                summary = self._dry_run(conn, site, max_attempts, counts)
+            else:
+                summary = self._run(conn, site, run_id, max_attempts, concurrency, counts)
+        finally:
+            conn.close()  # also releases any order lock still held
+        self.log.info("Site %s, %s job: %s", self.site_id, self.job.value, summary)
+        return summary
+
+    def _summary(self, site: store.Site, counts: Counter[str], **extra: Any) -> dict[str, Any]:
+        return {"site_id": site.site_id, "job": self.job.value, **dict(sorted(counts.items())), **extra}
+
+    # ------------------------------------------------------------------------------------------ dry run
+
+    def _dry_run(self, conn: Any, site: store.Site, max_attempts: int, counts: Counter[str]) -> dict[str, Any]:
+        sample: list[str] = []
+        now = _now()
+        for order in self._batches(conn, site):
+            step = plan(self.job, site.site_id, order, max_attempts=max_attempts, now=now)
+            counts[f"would_{step.action.value}"] += 1
+            self.log.info(
+                "[dry run] site %s order %s: would %s (attempt %d)%s",
+                site.site_id,
+                order.order_no,
+                step.action.value,
+                step.attempt_no,
+                f": {step.reason}" if step.reason else "",
+            )
+            if len(sample) < DRY_RUN_SAMPLE:
+                sample.append(order.order_no)
+        return self._summary(site, counts, dry_run=True, sample_orders=sample)
+
+    def _batches(self, conn: Any, site: store.Site):
+        after = ""
+        while batch := store.eligible_orders(conn, self.job.value, site.site_id, after=after, limit=self.batch_size):
+            yield from batch
+            after = batch[-1].order_no
+        conn.rollback()
+
+    # ------------------------------------------------------------------------------------------ real run
+
+    def _run(
+        self,
+        conn: Any,
+        site: store.Site,
+        run_id: str,
+        max_attempts: int,
+        concurrency: int,
+        counts: Counter[str],
+    ) -> dict[str, Any]:
+        hook = KomojuHook(site.komoju_conn_id, pool_maxsize=concurrency)
+        stop = _StopSignal(self.transient_streak)
+        after = ""
+        try:
+            with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"komoju-{site.site_id}") as pool:
+                while not stop.event.is_set():
+                    batch = store.eligible_orders(
+                        conn, self.job.value, site.site_id, after=after, limit=self.batch_size
+                    )
+                    conn.rollback()
+                    if not batch:
+                        break
+                    after = batch[-1].order_no
+                    locked = store.lock_orders(conn, self.job.value, site.site_id, [o.order_no for o in batch])
+                    counts["skipped_held_by_another_run"] += len(batch) - len(locked)
+                    if not locked:
+                        continue
+                    try:
+                        # Re-read under the locks: a concurrent run may have finished some of them meanwhile.
+                        orders = store.eligible_orders(
+                            conn, self.job.value, site.site_id, order_nos=locked, limit=len(locked)
+                        )
+                        conn.rollback()
+                        self._process(conn, hook, pool, site, run_id, orders, max_attempts, stop, counts)
+                    finally:
+                        store.release_orders(conn, self.job.value, site.site_id, locked)
+        finally:
+            hook.close()
+        if stop.auth_error is not None:
+            raise _auth_failure(site, site.komoju_conn_id, stop.auth_error)
+        if stop.streak_tripped:
+            raise AirflowException(
+                f"Site '{site.site_id}': {stop.streak_limit} KOMOJU calls in a row failed transiently (last: "
+                f"{stop.last_transient}). Stopped early: {counts['succeeded']} order(s) done this try, the rest left "
+                "as they were. Airflow retries this site; if it keeps failing, check KOMOJU's status and the "
+                f"connection '{site.komoju_conn_id}'."
+            )
+        return self._summary(site, counts, dry_run=False)
+
+    def _process(
+        self,
+        conn: Any,
+        hook: KomojuHook,
+        pool: ThreadPoolExecutor,
+        site: store.Site,
+        run_id: str,
+        orders: list[store.EligibleOrder],
+        max_attempts: int,
+        stop: _StopSignal,
+        counts: Counter[str],
+    ) -> None:
+        now = _now()
+        plans = [plan(self.job, site.site_id, order, max_attempts=max_attempts, now=now) for order in orders]
+        writes = _Writes(self.job)
+        for step in plans:
+            if step.action in (Action.GIVE_UP, Action.INVALID):
+                writes.give_up(step, step.reason or "")
+                counts["invalid" if step.action is Action.INVALID else "gave_up"] += 1
+        calls = [step for step in plans if step.action is Action.CALL]
+        settled = self._settle(hook, site, [s for s in plans if s.action is Action.SETTLE_FIRST], stop, writes)
+        calls.extend(self._replan(site, settled, max_attempts, now, writes, counts))
+        if writes.pending:  # settled attempts must be closed before new attempts for the same orders start
+            writes.commit(conn, site.site_id)
+            writes = _Writes(self.job)
+        store.start_attempts(
+            conn,
+            self.job.value,
+            site.site_id,
+            run_id,
+            [
+                {
+                    "order_no": s.order.order_no,
+                    "attempt_no": s.attempt_no,
+                    "payment_id": s.order.payment_id,
+                    "idempotency_key": s.idempotency_key,
+                }
+                for s in calls
+                if s.new_attempt
+            ],
+        )
+        for outcome in pool.map(lambda step: self._call(hook, step, max_attempts, stop), calls):
+            if outcome.decision is None:
+                counts["not_sent"] += 1
+                continue
+            writes.add(outcome)
+            counts[_count_name(outcome.decision)] += 1
+            if outcome.decision.final:
+                counts["final_failures"] += 1
+        writes.commit(conn, site.site_id)
+
+    def _call(self, hook: KomojuHook, step: Plan, max_attempts: int, stop: _StopSignal) -> _Outcome:
+        """One order's POST (and payment check when KOMOJU refuses); runs on the pool, touches no database."""
+        if stop.event.is_set():
+            return _Outcome(step, None, None)
+        order = step.order
+        action = hook.cancel_payment if self.job is Job.CANCEL else hook.refund_payment
+        result, error = _call_result(lambda: action(order.payment_id, step.idempotency_key))
+        decision = decide(self.job, result, attempt_no=step.attempt_no, max_attempts=max_attempts)
+        if decision.check_payment:
+            check, _ = _call_result(lambda: hook.get_payment(order.payment_id))
+            decision = decide(self.job, result, attempt_no=step.attempt_no, max_attempts=max_attempts, check=check)
+        stop.record(decision, result, error)
+        if decision.abort_site:
+            return _Outcome(step, None, None)  # nothing happened at KOMOJU: the attempt stays open, its key kept
+        return _Outcome(step, decision, result)
+
+    def _settle(
+        self, hook: KomojuHook, site: store.Site, steps: list[Plan], stop: _StopSignal, writes: _Writes
+    ) -> list[Plan]:
+        """Open attempts too old to resend (or whose payment id changed): look at the payment first.
+
+        Returns the plans whose payment has not reached the goal: their open attempt is closed as failed, and
+        they need a new attempt. Rare (a crash more than 23 h ago), so done one by one.
+        """
+        needing_new_attempt = []
+        for step in steps:
+            payment_id = step.order.open_payment_id or step.order.payment_id
+            check, error = _call_result(lambda pid=payment_id: hook.get_payment(pid))
+            if check.ok and check.payment_status == self.job.payment_status_reached:
+                writes.add(_Outcome(step, Decision(self.job.done_status, check.describe()), check))
+            elif check.ok:
+                reason = (
+                    f"no result recorded within KOMOJU's 24 h idempotency window; payment is {check.payment_status}"
+                )
+                writes.close_attempt(step, "failed", check, reason)
+                needing_new_attempt.append(step)
+            else:
+                decision = decide(self.job, check, attempt_no=step.attempt_no, max_attempts=step.attempt_no + 1)
+                stop.record(decision, check, error)
+                self.log.warning(
+                    "Site %s order %s: could not check payment %s of an unfinished attempt: %s; left for later",
+                    site.site_id,
+                    step.order.order_no,
+                    payment_id,
+                    check.describe(),
+                )
+        return needing_new_attempt
+
+    def _replan(
+        self,
+        site: store.Site,
+        settled: list[Plan],
+        max_attempts: int,
+        now: dt.datetime,
+        writes: _Writes,
+        counts: Counter[str],
+    ) -> list[Plan]:
+        calls = []
+        for step in settled:
+            order = replace(
+                step.order,
+                attempts=max(step.order.attempts, step.attempt_no),
+                open_attempt_no=None,
+                open_idempotency_key=None,
+                open_payment_id=None,
+                open_started_at=None,
+            )
+            fresh = plan(self.job, site.site_id, order, max_attempts=max_attempts, now=now)
+            if fresh.action is Action.CALL:
+                calls.append(fresh)
+            else:
+                writes.give_up(fresh, fresh.reason or "")
+                counts["invalid" if fresh.action is Action.INVALID else "gave_up"] += 1
+        return calls
+
+
+class _Writes:
+    """The results of one batch, written in one transaction."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.attempts: list[dict[str, Any]] = []
+        self.statuses: list[dict[str, Any]] = []
+        self.failures: list[dict[str, Any]] = []
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.attempts or self.statuses or self.failures)
+
+    def add(self, outcome: _Outcome) -> None:
+        decision, result, step = outcome.decision, outcome.result, outcome.plan
+        assert decision is not None, "only decided outcomes are written"
+        assert result is not None
+        self.close_attempt(step, _attempt_outcome(decision), result, decision.response)
+        self.statuses.append(
+            {"order_no": step.order.order_no, "status": decision.status, "response": decision.response}
+        )
+        if decision.final:
+            self._failure(step, decision.status or "Failed", decision.response or "")
+
+    def close_attempt(self, step: Plan, outcome: str, result: CallResult, response: str | None) -> None:
+        self.attempts.append(
+            {
+                "order_no": step.order.order_no,
+                "attempt_no": step.attempt_no,
+                "outcome": outcome,
+                "http_status": result.http_status,
+                "error_code": result.code,
+                "response": response,
+            }
+        )
+
+    def give_up(self, step: Plan, reason: str) -> None:
+        self.statuses.append({"order_no": step.order.order_no, "status": "Failed", "response": reason})
+        self._failure(step, "Failed", reason)
+
+    def _failure(self, step: Plan, status: str, reason: str) -> None:
+        order = step.order
+        self.failures.append(
+            {
+                "order_no": order.order_no,
+                "attempt_no": step.attempt_no,
+                "status": status,
+                "reason": reason,
+                "amount": None if order.amount is None else str(order.amount),
+                "currency": order.currency,
+            }
+        )
+
+    def commit(self, conn: Any, site_id: str) -> None:
+        store.write_results(
+            conn,
+            self.job.value,
+            site_id,
+            attempts=self.attempts,
+            statuses=self.statuses,
+            failures=self.failures,
+        )
+
+
+def _call_result(call) -> tuple[CallResult, KomojuAPIError | None]:
+    """Run one hook call and describe its answer; KOMOJU errors become results, not exceptions."""
+    try:
+        payment = call()
+    except KomojuAPIError as error:
+        result = CallResult(
+            ok=False,
+            http_status=error.status,
+            code=error.code,
+            message=error.message,
+            transient=error.transient,
+        )
+        return result, error
+    return CallResult(ok=True, http_status=200, payment_status=payment.get("status")), None
+
+
+def _attempt_outcome(decision: Decision) -> str:
+    if decision.succeeded:
+        return "succeeded"
+    if decision.status == "Rejected":
+        return "rejected"
+    return "transient" if decision.transient else "failed"
+
+
+def _count_name(decision: Decision) -> str:
+    if decision.succeeded:
+        return "succeeded"
+    return "rejected" if decision.status == "Rejected" else "failed"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class KomojuCancelOrdersOperator(_KomojuOrdersOperator):
+    """Cancel at KOMOJU the payments of one site's orders cancelled before payment (SPEC §4.2)."""
+
+    job = Job.CANCEL
+
+
+class KomojuRefundOrdersOperator(_KomojuOrdersOperator):
+    """Refund at KOMOJU, in full, the payments of one site's orders cancelled after payment (SPEC §4.3)."""
+
+    job = Job.REFUND
+
+
+class KomojuFailureEmailOperator(EmailOperator):
+    """Send one prepared failure e-mail, exactly once: skipped if already sent or superseded.
+
+    The e-mail's row stays locked from the check to the record of the send, so two runs never both send it.
+    Nothing is templated: order numbers and KOMOJU's reasons are data, never Jinja.
+
+    :param notification_id: the prepared e-mail (``komoju.notification``).
+    :param site_id: for the task label.
+    """
+
+    template_fields: Sequence[str] = ()
+
+    def __init__(
+        self, *, notification_id: int, site_id: str, postgres_conn_id: str = db.DEFAULT_CONN_ID, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.notification_id = notification_id
+        self.site_id = site_id
+        self.postgres_conn_id = postgres_conn_id
+
+    def execute(self, context: Any) -> None:
+        conn = db.connect(self.postgres_conn_id)
+        try:
+            if not store.claim_notification_for_send(conn, self.notification_id):
+                conn.rollback()
+                self.log.info(
+                    "E-mail %s of site %s: already sent or superseded; nothing to send",
+                    self.notification_id,
+                    self.site_id,
+                )
+                return
+            super().execute(context)
+            store.mark_notification_sent(conn, self.notification_id)
+        finally:
+            conn.close()  # a send that failed leaves the e-mail unsent: the next run sends its failures
