@@ -24,6 +24,9 @@ os.environ.update(
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}",
+        # DAG files read these at parse time: keep Airflow's task retries real but quick in tests.
+        "KOMOJU_RETRY_DELAY_SECONDS": "0.2",
+        "KOMOJU_TASK_RETRIES": "2",
     }
 )
 

@@ -273,6 +273,7 @@ class _KomojuOrdersOperator(BaseOperator):
                         conn.rollback()
                         self._process(conn, hook, pool, site, run_id, orders, max_attempts, stop, counts)
                     finally:
+                        conn.rollback()  # after an error, so the release below can run (closing frees them too)
                         store.release_orders(conn, self.job.value, site.site_id, locked)
         finally:
             hook.close()

@@ -427,3 +427,42 @@ def mark_notification_sent(conn: Connection, notification_id: int) -> None:
     with conn.cursor() as cur:
         cur.execute(query("notification_mark_sent"), {"notification_id": notification_id})
     conn.commit()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reports
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FinalFailureReport:
+    """A final failure as operators see it."""
+
+    job: str
+    order_no: str
+    status: str
+    reason: str
+    amount: Any
+    currency: str | None
+    recorded_at: Any
+    emailed_at: Any  # None: not e-mailed yet
+
+
+def order_status_counts(conn: Connection, site_id: str) -> dict[str, dict[str | None, int]]:
+    """``{"cancel": {None: 3, "Cancelled": 10, ...}, "refund": {...}}`` for the site's job orders."""
+    counts: dict[str, dict[str | None, int]] = {"cancel": {}, "refund": {}}
+    with conn.cursor() as cur:
+        cur.execute(query("orders_status_counts"), {"site_id": site_id})
+        for job, status, count in cur.fetchall():
+            counts[job][status] = count
+    return counts
+
+
+def final_failures(conn: Connection, site_id: str, job: str | None = None, limit: int = 50) -> list[FinalFailureReport]:
+    """The site's most recent final failures (of one job, or both)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            query("final_failures_of_site"),
+            {"site_id": site_id, "job": _job(job) if job else None, "limit": limit},
+        )
+        return [FinalFailureReport(*row) for row in cur.fetchall()]

@@ -53,8 +53,12 @@ def prepare_failure_emails(job: str) -> list[dict[str, Any]]:
     rather than taking it from ``resolve_sites``, which may have failed.
     """
     context = get_current_context()
+    params = context["params"]
+    if params.get("dry_run") in (True, "true", "True"):
+        log.info("Dry run: no e-mail is prepared or sent.")
+        return []
     try:
-        requested = requested_site_ids(context["params"])
+        requested = requested_site_ids(params)
     except AirflowFailException:
         return []
     conn = db.connect()
