@@ -1,0 +1,51 @@
+"""The failure e-mail: language, subject, escaping, amounts (pure)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from komoju.emails import FailureLine, failure_html, failure_subject
+from komoju.money import format_amount
+from komoju.outcomes import Job
+
+LINES = [
+    FailureLine("<b>1001</b>", Decimal("1200.0000"), "JPY", "Rejected", "HTTP 422 not_refundable: <script>x</script>"),
+    FailureLine("{{ 7 * 7 }}", Decimal("12.5"), "USD", "Failed", "HTTP 404 not_found: Not found & gone"),
+]
+
+
+def test_subject_names_job_site_and_count_in_the_sites_language():
+    assert failure_subject(Job.REFUND, "Shop JA", 2, "ja") == "[KOMOJU] 返金できなかった注文 2件 (サイト: Shop JA)"
+    english = failure_subject(Job.CANCEL, "Shop EN", 1, "en")
+    assert english == "[KOMOJU] 1 order(s) could not be cancelled (site: Shop EN)"
+    assert "\n" not in failure_subject(Job.CANCEL, "evil\nBcc: x@example.com", 1, "en")
+
+
+def test_body_escapes_every_value_and_formats_amounts():
+    html = failure_html(Job.REFUND, "Shop <JA>", LINES, "en")
+    assert "&lt;b&gt;1001&lt;/b&gt;" in html
+    assert "<b>1001" not in html
+    assert "&lt;script&gt;" in html
+    assert "<script>" not in html
+    assert "Not found &amp; gone" in html
+    assert "{{ 7 * 7 }}" in html
+    assert "Shop &lt;JA&gt;" in html
+    assert "1,200 JPY" in html
+    assert "12.50 USD" in html
+    assert "KOMOJU dashboard" in html
+    assert "settle it by hand" in html
+
+
+def test_body_in_japanese():
+    html = failure_html(Job.CANCEL, "ショップ", LINES[:1], "ja")
+    assert "キャンセルできなかった注文が 1件" in html
+    assert "KOMOJU ダッシュボード" in html
+    assert "注文番号" in html
+
+
+def test_format_amount():
+    assert format_amount(Decimal("1200.0000"), "JPY") == "1,200 JPY"
+    assert format_amount(Decimal("1234567.5"), "USD") == "1,234,567.50 USD"
+    assert format_amount(Decimal("5"), "KRW") == "5 KRW"
+    assert format_amount(None, "JPY") == "— JPY"
+    assert format_amount(Decimal("7.25"), "XYZ") == "7.25 XYZ"
