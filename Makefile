@@ -4,9 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install test lint format constraints clean
+.PHONY: help install demo test lint format constraints clean
 
 help:
+	@echo "make demo         the three jobs on demo data: local PostgreSQL, KOMOJU emulator, SMTP sink (.local/)"
 	@echo "make test         ruff, then the whole test suite (sets up .venv and finds or starts PostgreSQL)"
 	@echo "make install      create .venv and install the pinned requirements and this package (editable)"
 	@echo "make lint         ruff check"
@@ -22,6 +23,9 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet -r requirements.txt -c constraints.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $@
+
+demo: $(STAMP)
+	PYTHONPYCACHEPREFIX=$(CURDIR)/.local/pycache $(BIN)/python -m devtools.demo
 
 test: $(STAMP)
 	$(BIN)/ruff check .

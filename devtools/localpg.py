@@ -52,9 +52,9 @@ class PgServer:
             "schema": dbname,
         }
 
-    def create_database(self, prefix: str = "komoju_test") -> str:
-        """Create a new empty database with a unique name; return its name."""
-        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    def create_database(self, *, name: str | None = None, prefix: str = "komoju_test") -> str:
+        """Create a new empty database, ``name`` or a unique ``prefix_...`` one; return its name."""
+        name = name or f"{prefix}_{uuid.uuid4().hex[:10]}"
         self._admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return name
 
@@ -121,6 +121,15 @@ def start_throwaway(base_dir: Path) -> PgServer:
     )
     params = {"host": "127.0.0.1", "port": port, "user": "postgres", "dbname": "postgres"}
     return PgServer(params, f"throwaway cluster in {base_dir}", data_dir=base_dir, _owner=owner)
+
+
+def stop_cluster_in(base_dir: Path) -> None:
+    """Stop a cluster left running in ``base_dir`` by an interrupted run (nothing if none runs there)."""
+    data = base_dir / "data"
+    if not (data / "postmaster.pid").exists():
+        return
+    owner = "postgres" if os.geteuid() == 0 else None
+    _run_as(owner, [_pg_bin("pg_ctl"), "stop", "-D", str(data), "-m", "fast", "-w"])
 
 
 def _check(params: dict[str, Any], origin: str) -> None:

@@ -29,8 +29,9 @@ class _Handler:
         self._sink = sink
 
     async def handle_DATA(self, server, session, envelope) -> str:
-        message = email.message_from_bytes(envelope.original_content or envelope.content, policy=email.policy.default)
-        self._sink._keep(envelope.mail_from, tuple(envelope.rcpt_tos), message)
+        raw = envelope.original_content or envelope.content
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        self._sink._keep(envelope.mail_from, tuple(envelope.rcpt_tos), message, raw)
         return "250 Message accepted for delivery"
 
 
@@ -80,10 +81,10 @@ class SmtpSink:
             "extra": {"disable_ssl": True, "disable_tls": True, "from_email": from_email},
         }
 
-    def _keep(self, mail_from: str, rcpt_tos: tuple[str, ...], message: EmailMessage) -> None:
+    def _keep(self, mail_from: str, rcpt_tos: tuple[str, ...], message: EmailMessage, raw: bytes) -> None:
         with self._lock:
             path = None
             if self.folder:
                 path = self.folder / f"{len(self._messages) + 1:04d}.eml"
-                path.write_bytes(message.as_bytes())
+                path.write_bytes(raw)  # exactly what arrived: re-serialising could refold headers
             self._messages.append(ReceivedMail(mail_from, rcpt_tos, message, path))

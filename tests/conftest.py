@@ -101,7 +101,7 @@ def db(pg_server, komoju_database) -> Iterator[psycopg2.extensions.connection]:
 @pytest.fixture
 def empty_database(pg_server) -> Iterator[str]:
     """A new database with nothing in it (for migration tests), dropped afterwards."""
-    name = pg_server.create_database("komoju_empty")
+    name = pg_server.create_database(prefix="komoju_empty")
     try:
         yield name
     finally:
