@@ -20,8 +20,9 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from komoju import db, store
 from komoju.hooks import KomojuAPIError, KomojuHook
-from komoju.outcomes import CallResult, Decision, Job, decide
-from komoju.planning import Action, Plan, plan
+from komoju.outcomes import RESPONSE_MAX_CHARS, CallResult, Decision, Job, decide
+from komoju.planning import Action, Plan, key_still_kept, plan
+from komoju.text import sanitise
 
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_MAX_CONCURRENCY = 8
@@ -110,11 +111,17 @@ class KomojuSyncPaymentMethodsOperator(BaseOperator):
 
 @dataclass(frozen=True)
 class _Outcome:
-    """What happened to one planned call: the decision, or ``None`` when it was never sent."""
+    """What happened to one planned call.
+
+    ``decision`` is None when KOMOJU gave no usable answer: ``sent`` False means nothing reached KOMOJU or it
+    refused the key before looking (the try is taken back); ``sent`` True means the outcome is unknown (the
+    attempt stays open and its key is resent later).
+    """
 
     plan: Plan
     decision: Decision | None
     result: CallResult | None
+    sent: bool = True
 
 
 class _StopSignal:
@@ -150,11 +157,12 @@ class _KomojuOrdersOperator(BaseOperator):
     """Shared body of the cancel and refund operators: one site's eligible orders, exactly once each.
 
     For every batch of eligible orders (keyset order): take each order's advisory lock (orders held by a
-    concurrent run are skipped), re-read them, commit each new attempt's idempotency key, then call KOMOJU on a
-    bounded thread pool and write the results, statuses and final failures in one transaction.
+    concurrent run are skipped), re-read them (skipping any a concurrent run just worked on), commit each new
+    attempt's idempotency key (or one more try of an open attempt, resent with its own key), call KOMOJU on a
+    bounded thread pool, and write attempts, statuses and final failures in one transaction.
 
     :param site_id: the site to work on.
-    :param max_attempts: attempts per order before it is given up on and e-mailed (default 3).
+    :param max_attempts: tries per order (and payment) before it is given up on and e-mailed (default 3).
     :param max_concurrency: KOMOJU calls in flight at once for this site (default 8).
     :param dry_run: only log and count what would be done; call nothing, change nothing.
     :param batch_size: orders read, locked and written per database round trip.
@@ -215,27 +223,25 @@ class _KomojuOrdersOperator(BaseOperator):
     def _dry_run(self, conn: Any, site: store.Site, max_attempts: int, counts: Counter[str]) -> dict[str, Any]:
         sample: list[str] = []
         now = _now()
-        for order in self._batches(conn, site):
-            step = plan(self.job, site.site_id, order, max_attempts=max_attempts, now=now)
-            counts[f"would_{step.action.value}"] += 1
-            self.log.info(
-                "[dry run] site %s order %s: would %s (attempt %d)%s",
-                site.site_id,
-                order.order_no,
-                step.action.value,
-                step.attempt_no,
-                f": {step.reason}" if step.reason else "",
-            )
-            if len(sample) < DRY_RUN_SAMPLE:
-                sample.append(order.order_no)
-        return self._summary(site, counts, dry_run=True, sample_orders=sample)
-
-    def _batches(self, conn: Any, site: store.Site):
-        after = ""
+        after: str | None = None
         while batch := store.eligible_orders(conn, self.job.value, site.site_id, after=after, limit=self.batch_size):
-            yield from batch
             after = batch[-1].order_no
+            for order in batch:
+                step = plan(self.job, site.site_id, order, max_attempts=max_attempts, now=now)
+                counts[f"would_{step.action.value}"] += 1
+                self.log.info(
+                    "[dry run] site %s order %s: would %s (attempt %d, try %d)%s",
+                    site.site_id,
+                    order.order_no,
+                    step.action.value,
+                    step.attempt_no,
+                    step.try_no,
+                    f": {step.reason}" if step.reason else "",
+                )
+                if len(sample) < DRY_RUN_SAMPLE:
+                    sample.append(order.order_no)
         conn.rollback()
+        return self._summary(site, counts, dry_run=True, sample_orders=sample)
 
     # ------------------------------------------------------------------------------------------ real run
 
@@ -250,7 +256,7 @@ class _KomojuOrdersOperator(BaseOperator):
     ) -> dict[str, Any]:
         hook = KomojuHook(site.komoju_conn_id, pool_maxsize=concurrency)
         stop = _StopSignal(self.transient_streak)
-        after = ""
+        after: str | None = None
         try:
             with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"komoju-{site.site_id}") as pool:
                 while not stop.event.is_set():
@@ -266,25 +272,35 @@ class _KomojuOrdersOperator(BaseOperator):
                     if not locked:
                         continue
                     try:
-                        # Re-read under the locks: a concurrent run may have finished some of them meanwhile.
-                        orders = store.eligible_orders(
+                        # Re-read under the locks: a concurrent run may have worked on some of them meanwhile.
+                        fresh = store.eligible_orders(
                             conn, self.job.value, site.site_id, order_nos=locked, limit=len(locked)
                         )
                         conn.rollback()
+                        orders = _untouched_since(batch, fresh)
+                        counts["skipped_handled_by_another_run"] += len(locked) - len(orders)
                         self._process(conn, hook, pool, site, run_id, orders, max_attempts, stop, counts)
+                    except BaseException:
+                        stop.event.set()  # calls still queued are not sent
+                        raise
                     finally:
                         conn.rollback()  # after an error, so the release below can run (closing frees them too)
                         store.release_orders(conn, self.job.value, site.site_id, locked)
         finally:
             hook.close()
         if stop.auth_error is not None:
-            raise _auth_failure(site, site.komoju_conn_id, stop.auth_error)
+            raise AirflowFailException(
+                f"Site '{site.site_id}': KOMOJU refused the secret key of Airflow connection "
+                f"'{site.komoju_conn_id}' (HTTP {stop.auth_error.status} {stop.auth_error.code or ''}). The refused "
+                f"calls changed nothing; {counts['succeeded']} order(s) were finished earlier in this run. Fix the "
+                "secret key in that connection (password field), then clear this task to run the site again."
+            )
         if stop.streak_tripped:
             raise AirflowException(
                 f"Site '{site.site_id}': {stop.streak_limit} KOMOJU calls in a row failed transiently (last: "
-                f"{stop.last_transient}). Stopped early: {counts['succeeded']} order(s) done this try, the rest left "
-                "as they were. Airflow retries this site; if it keeps failing, check KOMOJU's status and the "
-                f"connection '{site.komoju_conn_id}'."
+                f"{stop.last_transient}). Stopped early: {counts['succeeded']} order(s) done in this try, the others "
+                "left for the retry (calls not sent are not counted against their attempts). Airflow retries this "
+                f"site; if it keeps failing, check KOMOJU's status and the connection '{site.komoju_conn_id}'."
             )
         return self._summary(site, counts, dry_run=False)
 
@@ -301,24 +317,36 @@ class _KomojuOrdersOperator(BaseOperator):
         counts: Counter[str],
     ) -> None:
         now = _now()
-        plans = [plan(self.job, site.site_id, order, max_attempts=max_attempts, now=now) for order in orders]
         writes = _Writes(self.job)
-        for step in plans:
-            if step.action in (Action.GIVE_UP, Action.INVALID):
-                writes.give_up(step, step.reason or "")
+        calls: list[Plan] = []
+        settle: list[Plan] = []
+        payments: set[str] = set()
+        for order in orders:
+            if order.payment_id in payments:  # two orders naming one payment: never both in flight
+                counts["deferred_same_payment"] += 1
+                continue
+            payments.add(order.payment_id)
+            step = plan(self.job, site.site_id, order, max_attempts=max_attempts, now=now)
+            if step.action is Action.CALL:
+                calls.append(step)
+            elif step.action is Action.SETTLE_FIRST:
+                settle.append(step)
+            else:
+                writes.give_up(step)
                 counts["invalid" if step.action is Action.INVALID else "gave_up"] += 1
-        calls = [step for step in plans if step.action is Action.CALL]
-        settled = self._settle(hook, site, [s for s in plans if s.action is Action.SETTLE_FIRST], stop, writes)
-        calls.extend(self._replan(site, settled, max_attempts, now, writes, counts))
-        if writes.pending:  # settled attempts must be closed before new attempts for the same orders start
+                counts["final_failures"] += 1
+        calls.extend(self._settle(hook, site, settle, max_attempts, now, stop, writes, counts))
+        if writes.pending:  # settled attempts are closed before new attempts for the same orders start
             writes.commit(conn, site.site_id)
             writes = _Writes(self.job)
+        if stop.event.is_set():
+            return
         store.start_attempts(
             conn,
             self.job.value,
             site.site_id,
             run_id,
-            [
+            new=[
                 {
                     "order_no": s.order.order_no,
                     "attempt_no": s.attempt_no,
@@ -328,91 +356,108 @@ class _KomojuOrdersOperator(BaseOperator):
                 for s in calls
                 if s.new_attempt
             ],
+            resent=[{"order_no": s.order.order_no, "attempt_no": s.attempt_no} for s in calls if not s.new_attempt],
         )
         for outcome in pool.map(lambda step: self._call(hook, step, max_attempts, stop), calls):
-            if outcome.decision is None:
-                counts["not_sent"] += 1
-                continue
             writes.add(outcome)
-            counts[_count_name(outcome.decision)] += 1
-            if outcome.decision.final:
+            counts[_count_name(outcome)] += 1
+            if outcome.decision is not None and outcome.decision.final:
                 counts["final_failures"] += 1
         writes.commit(conn, site.site_id)
 
     def _call(self, hook: KomojuHook, step: Plan, max_attempts: int, stop: _StopSignal) -> _Outcome:
         """One order's POST (and payment check when KOMOJU refuses); runs on the pool, touches no database."""
         if stop.event.is_set():
-            return _Outcome(step, None, None)
+            return _Outcome(step, None, None, sent=False)
+        if not step.new_attempt and not key_still_kept(step.order.open_started_at, _now()):
+            return _Outcome(step, None, None, sent=False)  # the key aged meanwhile: settled by GET next run
         order = step.order
         action = hook.cancel_payment if self.job is Job.CANCEL else hook.refund_payment
-        result, error = _call_result(lambda: action(order.payment_id, step.idempotency_key))
-        decision = decide(self.job, result, attempt_no=step.attempt_no, max_attempts=max_attempts)
-        if decision.check_payment:
-            check, _ = _call_result(lambda: hook.get_payment(order.payment_id))
-            decision = decide(self.job, result, attempt_no=step.attempt_no, max_attempts=max_attempts, check=check)
+        try:
+            result, error = _call_result(lambda: action(order.payment_id, step.idempotency_key))
+            decision = decide(self.job, result, attempt_no=step.try_no, max_attempts=max_attempts)
+            if decision.check_payment:
+                check, _ = _call_result(lambda: hook.get_payment(order.payment_id))
+                decision = decide(self.job, result, attempt_no=step.try_no, max_attempts=max_attempts, check=check)
+        except Exception:  # the POST may have gone out: the attempt stays open and its key is resent later
+            self.log.exception(
+                "Site %s order %s: unexpected error around the KOMOJU call", self.site_id, order.order_no
+            )
+            return _Outcome(step, None, None, sent=True)
         stop.record(decision, result, error)
         if decision.abort_site:
-            return _Outcome(step, None, None)  # nothing happened at KOMOJU: the attempt stays open, its key kept
+            return _Outcome(step, None, result, sent=False)  # refused before KOMOJU looked: nothing happened
         return _Outcome(step, decision, result)
 
     def _settle(
-        self, hook: KomojuHook, site: store.Site, steps: list[Plan], stop: _StopSignal, writes: _Writes
-    ) -> list[Plan]:
-        """Open attempts too old to resend (or whose payment id changed): look at the payment first.
-
-        Returns the plans whose payment has not reached the goal: their open attempt is closed as failed, and
-        they need a new attempt. Rare (a crash more than 23 h ago), so done one by one.
-        """
-        needing_new_attempt = []
-        for step in steps:
-            payment_id = step.order.open_payment_id or step.order.payment_id
-            check, error = _call_result(lambda pid=payment_id: hook.get_payment(pid))
-            if check.ok and check.payment_status == self.job.payment_status_reached:
-                writes.add(_Outcome(step, Decision(self.job.done_status, check.describe()), check))
-            elif check.ok:
-                reason = (
-                    f"no result recorded within KOMOJU's 24 h idempotency window; payment is {check.payment_status}"
-                )
-                writes.close_attempt(step, "failed", check, reason)
-                needing_new_attempt.append(step)
-            else:
-                decision = decide(self.job, check, attempt_no=step.attempt_no, max_attempts=step.attempt_no + 1)
-                stop.record(decision, check, error)
-                self.log.warning(
-                    "Site %s order %s: could not check payment %s of an unfinished attempt: %s; left for later",
-                    site.site_id,
-                    step.order.order_no,
-                    payment_id,
-                    check.describe(),
-                )
-        return needing_new_attempt
-
-    def _replan(
         self,
+        hook: KomojuHook,
         site: store.Site,
-        settled: list[Plan],
+        steps: list[Plan],
         max_attempts: int,
         now: dt.datetime,
+        stop: _StopSignal,
         writes: _Writes,
         counts: Counter[str],
     ) -> list[Plan]:
+        """Open attempts that must not be resent (key too old, payment id changed, tries used up): look at the
+        payment first. Returns the new calls to make. Rare (crashes, long outages), so done one by one."""
         calls = []
-        for step in settled:
-            order = replace(
-                step.order,
-                attempts=max(step.order.attempts, step.attempt_no),
-                open_attempt_no=None,
-                open_idempotency_key=None,
-                open_payment_id=None,
-                open_started_at=None,
-            )
-            fresh = plan(self.job, site.site_id, order, max_attempts=max_attempts, now=now)
+        for step in steps:
+            if stop.event.is_set():
+                break
+            order = step.order
+            old_payment = order.open_payment_id or order.payment_id
+            check, error = _call_result(lambda pid=old_payment: hook.get_payment(pid))
+            if check.http_status in (401, 403):
+                stop.record(Decision(None, None, abort_site=True), check, error)
+                break
+            if old_payment != order.payment_id:
+                seen = check.payment_status if check.ok else check.describe()
+                writes.close(
+                    step,
+                    "failed",
+                    check,
+                    f"the order's payment id changed to {order.payment_id}; {old_payment} is {seen} at KOMOJU",
+                )
+            elif check.ok and check.payment_status == self.job.payment_status_reached:
+                writes.add(
+                    _Outcome(step, Decision(self.job.done_status, f"payment {check.payment_status} at KOMOJU"), check)
+                )
+                counts["succeeded"] += 1
+                continue
+            elif check.ok or not check.transient:
+                seen = f"payment is {check.payment_status}" if check.ok else f"checking it failed: {check.describe()}"
+                writes.close(step, "failed", check, f"no result recorded for this key within KOMOJU's 24 h; {seen}")
+            else:
+                stop.record(Decision("Failed", None, transient=True), check, error)
+                counts["deferred_unsettled"] += 1
+                self.log.warning(
+                    "Site %s order %s: could not check payment %s of an unfinished attempt (%s); left for later",
+                    site.site_id,
+                    order.order_no,
+                    old_payment,
+                    check.describe(),
+                )
+                continue
+            fresh = plan(self.job, site.site_id, _without_open_attempt(order), max_attempts=max_attempts, now=now)
             if fresh.action is Action.CALL:
                 calls.append(fresh)
             else:
-                writes.give_up(fresh, fresh.reason or "")
+                writes.give_up(fresh)
                 counts["invalid" if fresh.action is Action.INVALID else "gave_up"] += 1
+                counts["final_failures"] += 1
         return calls
+
+
+def _untouched_since(batch: list[store.EligibleOrder], fresh: list[store.EligibleOrder]) -> list[store.EligibleOrder]:
+    """The re-read orders no concurrent run worked on between the batch read and the lock."""
+    before = {order.order_no: order.progress for order in batch}
+    return [order for order in fresh if before.get(order.order_no) == order.progress]
+
+
+def _without_open_attempt(order: store.EligibleOrder) -> store.EligibleOrder:
+    return replace(order, open_attempt_no=None, open_idempotency_key=None, open_payment_id=None, open_started_at=None)
 
 
 class _Writes:
@@ -420,38 +465,56 @@ class _Writes:
 
     def __init__(self, job: Job) -> None:
         self.job = job
-        self.attempts: list[dict[str, Any]] = []
+        self.closed: list[dict[str, Any]] = []
+        self.kept_open: list[dict[str, Any]] = []
+        self.taken_back: list[dict[str, Any]] = []
         self.statuses: list[dict[str, Any]] = []
         self.failures: list[dict[str, Any]] = []
 
     @property
     def pending(self) -> bool:
-        return bool(self.attempts or self.statuses or self.failures)
+        return any((self.closed, self.kept_open, self.taken_back, self.statuses, self.failures))
 
     def add(self, outcome: _Outcome) -> None:
-        decision, result, step = outcome.decision, outcome.result, outcome.plan
-        assert decision is not None, "only decided outcomes are written"
-        assert result is not None
-        self.close_attempt(step, _attempt_outcome(decision), result, decision.response)
+        step, decision, result = outcome.plan, outcome.decision, outcome.result
+        if decision is None:
+            if not outcome.sent:
+                self.taken_back.append(
+                    {"order_no": step.order.order_no, "attempt_no": step.attempt_no, "new": step.new_attempt}
+                )
+            return  # unknown outcome: the attempt stays open, untouched
+        assert result is not None, "a decision comes with the answer it was made from"
+        row = {
+            "order_no": step.order.order_no,
+            "attempt_no": step.attempt_no,
+            "http_status": result.http_status,
+            "error_code": result.code,
+            "response": decision.response,
+        }
+        if decision.transient and not decision.final:
+            self.kept_open.append(row)  # KOMOJU may still act on this key: it is resent, never replaced
+        else:
+            self.closed.append({**row, "outcome": _attempt_outcome(decision)})
         self.statuses.append(
             {"order_no": step.order.order_no, "status": decision.status, "response": decision.response}
         )
         if decision.final:
             self._failure(step, decision.status or "Failed", decision.response or "")
 
-    def close_attempt(self, step: Plan, outcome: str, result: CallResult, response: str | None) -> None:
-        self.attempts.append(
+    def close(self, step: Plan, outcome: str, result: CallResult, response: str) -> None:
+        self.closed.append(
             {
                 "order_no": step.order.order_no,
                 "attempt_no": step.attempt_no,
                 "outcome": outcome,
                 "http_status": result.http_status,
                 "error_code": result.code,
-                "response": response,
+                "response": sanitise(response, limit=RESPONSE_MAX_CHARS),
             }
         )
 
-    def give_up(self, step: Plan, reason: str) -> None:
+    def give_up(self, step: Plan) -> None:
+        reason = step.reason or "given up"
         self.statuses.append({"order_no": step.order.order_no, "status": "Failed", "response": reason})
         self._failure(step, "Failed", reason)
 
@@ -461,6 +524,7 @@ class _Writes:
             {
                 "order_no": order.order_no,
                 "attempt_no": step.attempt_no,
+                "payment_id": order.payment_id,
                 "status": status,
                 "reason": reason,
                 "amount": None if order.amount is None else str(order.amount),
@@ -473,7 +537,9 @@ class _Writes:
             conn,
             self.job.value,
             site_id,
-            attempts=self.attempts,
+            closed=self.closed,
+            kept_open=self.kept_open,
+            taken_back=self.taken_back,
             statuses=self.statuses,
             failures=self.failures,
         )
@@ -503,7 +569,10 @@ def _attempt_outcome(decision: Decision) -> str:
     return "transient" if decision.transient else "failed"
 
 
-def _count_name(decision: Decision) -> str:
+def _count_name(outcome: _Outcome) -> str:
+    decision = outcome.decision
+    if decision is None:
+        return "not_sent" if not outcome.sent else "outcome_unknown"
     if decision.succeeded:
         return "succeeded"
     return "rejected" if decision.status == "Rejected" else "failed"

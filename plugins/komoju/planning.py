@@ -18,40 +18,57 @@ _PAYMENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 
 
 class Action(StrEnum):
-    CALL = "call"  # POST with attempt_no's key (a new attempt, or the open one again)
-    SETTLE_FIRST = "settle_first"  # an old or stale open attempt: GET the payment before anything else
-    GIVE_UP = "give_up"  # attempts used up: a final failure, no call
+    CALL = "call"  # POST with the plan's key: a new attempt, or the open one resent
+    SETTLE_FIRST = "settle_first"  # an open attempt that must not be resent: GET the payment first
+    GIVE_UP = "give_up"  # tries used up: a final failure, no call
     INVALID = "invalid"  # the row cannot be acted on: a final failure, no call
 
 
 @dataclass(frozen=True)
 class Plan:
-    """The next step for one order."""
+    """The next step for one order.
+
+    ``attempt_no`` is the attempt (the key) the step is about; ``try_no`` counts this try among the order's
+    tries for its current payment, which ``max_attempts`` limits.
+    """
 
     order: EligibleOrder
     action: Action
     attempt_no: int
+    try_no: int = 0
     idempotency_key: str | None = None
     new_attempt: bool = False
     reason: str | None = None
 
 
 def plan(job: Job, site_id: str, order: EligibleOrder, *, max_attempts: int, now: dt.datetime) -> Plan:
-    """The next step for ``order``: reuse an open attempt's key, settle it first, start one, or give up."""
+    """The next step for ``order``: resend an open attempt's key, settle it first, start one, or give up."""
+    try:
+        return _plan(job, site_id, order, max_attempts=max_attempts, now=now)
+    except Exception as exc:  # one odd row must never stop the site's other orders
+        return Plan(order, Action.INVALID, 0, reason=f"the order could not be planned ({type(exc).__name__}: {exc})")
+
+
+def _plan(job: Job, site_id: str, order: EligibleOrder, *, max_attempts: int, now: dt.datetime) -> Plan:
     if order.open_attempt_no is not None:
-        # Something may have been sent: never act on this order otherwise until that attempt is settled.
-        fresh = order.open_started_at is not None and now - order.open_started_at < KEY_REUSE_WINDOW
-        if fresh and order.open_payment_id == order.payment_id:
-            return Plan(order, Action.CALL, order.open_attempt_no, order.open_idempotency_key)
-        return Plan(order, Action.SETTLE_FIRST, order.open_attempt_no, order.open_idempotency_key)
+        # Something may have been sent under this key: nothing else happens to the order until it is settled.
+        resendable = key_still_kept(order.open_started_at, now) and order.open_payment_id == order.payment_id
+        if resendable and order.tries < max_attempts:
+            return Plan(order, Action.CALL, order.open_attempt_no, order.tries + 1, order.open_idempotency_key)
+        return Plan(order, Action.SETTLE_FIRST, order.open_attempt_no, order.tries, order.open_idempotency_key)
     if problem := row_problem(job, order):
         return Plan(order, Action.INVALID, 0, reason=problem)
-    if order.attempts >= max_attempts:
-        reason = f"gave up after {order.attempts} attempt(s) (max_attempts is {max_attempts})"
-        return Plan(order, Action.GIVE_UP, order.attempts, reason=reason)
-    attempt_no = order.attempts + 1
+    if order.tries >= max_attempts:
+        reason = f"gave up after {order.tries} tries (max_attempts is {max_attempts})"
+        return Plan(order, Action.GIVE_UP, order.last_attempt_no, order.tries, reason=reason)
+    attempt_no = order.last_attempt_no + 1
     key = idempotency_key(job, site_id, order.order_no, order.payment_id, attempt_no)
-    return Plan(order, Action.CALL, attempt_no, key, new_attempt=True)
+    return Plan(order, Action.CALL, attempt_no, order.tries + 1, key, new_attempt=True)
+
+
+def key_still_kept(started_at: dt.datetime | None, now: dt.datetime) -> bool:
+    """Whether an idempotency key first used at ``started_at`` may still be resent (KOMOJU keeps it 24 h)."""
+    return started_at is not None and now - started_at < KEY_REUSE_WINDOW
 
 
 def row_problem(job: Job, order: EligibleOrder) -> str | None:
@@ -68,6 +85,8 @@ def row_problem(job: Job, order: EligibleOrder) -> str | None:
     if job is Job.REFUND:
         if not is_known_currency(order.currency):
             return f"currency {order.currency!r} is not a known ISO 4217 code; correct the order or refund by hand"
-        if order.amount is not None and Decimal(order.amount) < 0:
-            return f"total_gross_price {order.amount} is negative; correct the order or refund by hand"
+        if order.amount is not None:
+            amount = Decimal(order.amount)
+            if not amount.is_finite() or amount < 0:
+                return f"total_gross_price {order.amount} is not a valid amount; correct the order or refund by hand"
     return None

@@ -214,17 +214,30 @@ class EligibleOrder:
     payment_id: str
     amount: Any  # Decimal | None, as the storefront shows it
     currency: str | None
-    attempts: int  # attempts started so far
-    open_attempt_no: int | None  # an attempt possibly sent whose result is unknown
+    last_attempt_no: int  # highest attempt number so far (0: none)
+    tries: int  # tries so far for the current payment id (what max_attempts limits)
+    open_attempt_no: int | None  # an attempt whose outcome is unknown or transient: its key is resent
     open_idempotency_key: str | None
     open_payment_id: str | None
-    open_started_at: Any  # datetime | None
+    open_started_at: Any  # datetime | None: first use of the open key
+
+    @property
+    def progress(self) -> tuple[int, int, int | None]:
+        """What changes when a run works on the order (to notice a concurrent run did)."""
+        return (self.last_attempt_no, self.tries, self.open_attempt_no)
 
 
 def eligible_orders(
-    conn: Connection, job: str, site_id: str, *, after: str = "", order_nos: Sequence[str] | None = None, limit: int
+    conn: Connection,
+    job: str,
+    site_id: str,
+    *,
+    after: str | None = None,
+    order_nos: Sequence[str] | None = None,
+    limit: int,
 ) -> list[EligibleOrder]:
-    """Up to ``limit`` eligible orders of the site after ``after`` (keyset), or among ``order_nos``."""
+    """Up to ``limit`` eligible orders of the site after ``after`` (keyset; None: from the first), or among
+    ``order_nos``."""
     with conn.cursor() as cur:
         cur.execute(
             query(f"{_job(job)}_eligible"),
@@ -272,16 +285,31 @@ def release_orders(conn: Connection, job: str, site_id: str, order_nos: Sequence
     conn.commit()
 
 
-def start_attempts(conn: Connection, job: str, site_id: str, run_id: str, attempts: Sequence[Mapping]) -> None:
-    """Commit new attempts and their idempotency keys (``order_no, attempt_no, payment_id, idempotency_key``)."""
-    if not attempts:
+def start_attempts(
+    conn: Connection,
+    job: str,
+    site_id: str,
+    run_id: str,
+    *,
+    new: Sequence[Mapping],
+    resent: Sequence[Mapping],
+) -> None:
+    """Commit, before anything is sent: the ``new`` attempts with their keys (``order_no, attempt_no,
+    payment_id, idempotency_key``), and one more try of each ``resent`` open attempt (``order_no, attempt_no``)."""
+    if not new and not resent:
         return
+    job = _job(job)
     try:
         with conn.cursor() as cur:
-            cur.execute(
-                query("attempts_start"),
-                {"job": _job(job), "site_id": site_id, "run_id": run_id, "attempts": json.dumps(list(attempts))},
-            )
+            if new:
+                cur.execute(
+                    query("attempts_start"),
+                    {"job": job, "site_id": site_id, "run_id": run_id, "attempts": json.dumps(list(new))},
+                )
+            if resent:
+                cur.execute(
+                    query("attempts_retry"), {"job": job, "site_id": site_id, "attempts": json.dumps(list(resent))}
+                )
         conn.commit()
     except BaseException:
         conn.rollback()
@@ -293,28 +321,31 @@ def write_results(
     job: str,
     site_id: str,
     *,
-    attempts: Sequence[Mapping],
-    statuses: Sequence[Mapping],
-    failures: Sequence[Mapping],
+    closed: Sequence[Mapping] = (),
+    kept_open: Sequence[Mapping] = (),
+    taken_back: Sequence[Mapping] = (),
+    statuses: Sequence[Mapping] = (),
+    failures: Sequence[Mapping] = (),
 ) -> None:
-    """In one transaction: close attempts, write order statuses, record final failures.
+    """In one transaction: close attempts KOMOJU answered for good, note transient tries on attempts kept open,
+    take back tries never sent, write order statuses, record final failures.
 
-    ``attempts``: ``order_no, attempt_no, outcome, http_status, error_code, response``;
-    ``statuses``: ``order_no, status, response``; ``failures``: ``order_no, attempt_no, status, reason,
-    amount, currency``.
+    ``closed``: ``order_no, attempt_no, outcome, http_status, error_code, response``; ``kept_open``: the same
+    without ``outcome``; ``taken_back``: ``order_no, attempt_no, new``; ``statuses``: ``order_no, status,
+    response``; ``failures``: ``order_no, attempt_no, payment_id, status, reason, amount, currency``.
     """
     job = _job(job)
+    statements = (
+        ("attempts_finish", closed),
+        ("attempts_keep_open", kept_open),
+        ("attempts_take_back", taken_back),
+        (f"{job}_status_write", statuses),
+    )
     try:
         with conn.cursor() as cur:
-            if attempts:
-                cur.execute(
-                    query("attempts_finish"),
-                    {"job": job, "site_id": site_id, "results": json.dumps(list(attempts))},
-                )
-            if statuses:
-                cur.execute(
-                    query(f"{job}_status_write"), {"site_id": site_id, "results": json.dumps(list(statuses))}
-                )
+            for name, rows in statements:
+                if rows:
+                    cur.execute(query(name), {"job": job, "site_id": site_id, "results": json.dumps(list(rows))})
             if failures:
                 cur.execute(
                     query("final_failures_record"),
@@ -341,7 +372,7 @@ NOTIFICATION_LOCK_CLASS = 0x4B4D0010
 
 @dataclass(frozen=True)
 class PendingFailure:
-    """A final failure not yet e-mailed."""
+    """A final failure as an e-mail lists it."""
 
     failure_id: int
     order_no: str
@@ -349,6 +380,16 @@ class PendingFailure:
     currency: str | None
     status: str
     reason: str
+
+
+@dataclass(frozen=True)
+class UnsentNotification:
+    """An e-mail prepared earlier and never sent: sent again as it was."""
+
+    notification_id: int
+    subject: str
+    message_id: str
+    failures: list[PendingFailure]
 
 
 @dataclass(frozen=True)
@@ -360,18 +401,30 @@ class Notification:
     failures: int
 
 
-def pending_failures(conn: Connection, job: str, site_id: str) -> tuple[list[PendingFailure], list[int]]:
-    """Lock the site's e-mail preparation; return its un-e-mailed failures and its unsent e-mails' ids.
-
-    Runs inside the caller's transaction, which must end with :func:`create_notification` or a rollback.
-    """
+def lock_site_notifications(conn: Connection, job: str, site_id: str) -> None:
+    """Serialise e-mail preparation for the site and job until the caller's transaction ends."""
     params = {"lock_class": NOTIFICATION_LOCK_CLASS, "job": _job(job), "site_id": site_id}
     with conn.cursor() as cur:
         cur.execute(query("notification_lock_site"), params)
-        cur.execute(query("notifications_unsent"), params)
-        unsent = [row[0] for row in cur.fetchall()]
-        cur.execute(query("final_failures_pending"), {**params, "unsent_ids": unsent})
-        return [PendingFailure(*row) for row in cur.fetchall()], unsent
+
+
+def unsent_notifications(conn: Connection, job: str, site_id: str) -> list[UnsentNotification]:
+    """The site's e-mails prepared but never sent, with their failures."""
+    with conn.cursor() as cur:
+        cur.execute(query("notifications_unsent"), {"job": _job(job), "site_id": site_id})
+        rows = cur.fetchall()
+    found: dict[int, UnsentNotification] = {}
+    for notification_id, subject, message_id, *failure in rows:
+        entry = found.setdefault(notification_id, UnsentNotification(notification_id, subject, message_id, []))
+        entry.failures.append(PendingFailure(*failure))
+    return list(found.values())
+
+
+def unassigned_failures(conn: Connection, job: str, site_id: str) -> list[PendingFailure]:
+    """The site's final failures in no e-mail yet."""
+    with conn.cursor() as cur:
+        cur.execute(query("final_failures_unassigned"), {"job": _job(job), "site_id": site_id})
+        return [PendingFailure(*row) for row in cur.fetchall()]
 
 
 def create_notification(
@@ -385,7 +438,7 @@ def create_notification(
     run_id: str,
     mail_domain: str,
 ) -> Notification:
-    """Record an e-mail carrying ``failure_ids`` (moved from any unsent one); commits."""
+    """Record an e-mail carrying ``failure_ids`` (those in no e-mail yet); commits."""
     try:
         with conn.cursor() as cur:
             cur.execute(
@@ -409,17 +462,11 @@ def create_notification(
 
 
 def claim_notification_for_send(conn: Connection, notification_id: int) -> bool:
-    """Lock the e-mail until :func:`mark_notification_sent` or rollback; True when it should be sent now.
-
-    False when it was sent already (a retried task) or carries no failure any more (a later e-mail took them).
-    """
+    """Lock the e-mail until :func:`mark_notification_sent` or rollback; True when it is still to be sent."""
     with conn.cursor() as cur:
         cur.execute(query("notification_claim_for_send"), {"notification_id": notification_id})
         row = cur.fetchone()
-    if row is None:
-        return False
-    sent_at, failures = row
-    return sent_at is None and failures > 0
+    return row is not None and row[0] is None
 
 
 def mark_notification_sent(conn: Connection, notification_id: int) -> None:

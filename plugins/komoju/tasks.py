@@ -47,10 +47,12 @@ def resolve_sites() -> list[str]:
 
 @task(task_id="prepare_failure_emails", trigger_rule="all_done")
 def prepare_failure_emails(job: str) -> list[dict[str, Any]]:
-    """One e-mail per site of the run with final failures not yet e-mailed (and e-mails on, contacts set).
+    """The e-mails to send for the run's sites: each e-mail prepared before but never sent, as it was (same
+    failures, same Message-ID), and one new e-mail per site with final failures in no e-mail yet. Only for sites
+    with e-mails on and contacts set.
 
-    Runs even when some site failed, so the other sites' failures still go out. Reads the scope again
-    rather than taking it from ``resolve_sites``, which may have failed.
+    Runs even when some site failed, so the other sites' failures still go out. Reads the scope again rather
+    than taking it from ``resolve_sites``, which may have failed.
     """
     context = get_current_context()
     params = context["params"]
@@ -67,22 +69,24 @@ def prepare_failure_emails(job: str) -> list[dict[str, Any]]:
             sites = store.resolve_scope(conn, requested)
         except store.ScopeError:
             return []
-        return [m for site in sites if (m := _prepare_site(conn, Job(job), site, str(context["run_id"])))]
+        return [mail for site in sites for mail in _prepare_site(conn, Job(job), site, str(context["run_id"]))]
     finally:
         conn.close()
 
 
-def _prepare_site(conn: Any, job: Job, site: store.Site, run_id: str) -> dict[str, Any] | None:
+def _prepare_site(conn: Any, job: Job, site: store.Site, run_id: str) -> list[dict[str, Any]]:
     if not site.wants_email:
-        conn.rollback()
-        return None
-    pending, _unsent = store.pending_failures(conn, job.value, site.site_id)
+        return []
+    store.lock_site_notifications(conn, job.value, site.site_id)  # until this transaction ends
+    mails = [
+        _mail(job, site, n.notification_id, n.subject, n.message_id, n.failures)
+        for n in store.unsent_notifications(conn, job.value, site.site_id)
+    ]
+    pending = store.unassigned_failures(conn, job.value, site.site_id)
     if not pending:
         conn.rollback()
-        return None
-    label = site.name or site.site_id
-    lines = [emails.FailureLine(f.order_no, f.amount, f.currency, f.status, f.reason) for f in pending]
-    subject = emails.failure_subject(job, label, len(lines), site.email_locale)
+        return mails
+    subject = emails.failure_subject(job, site.name or site.site_id, len(pending), site.email_locale)
     notification = store.create_notification(
         conn,
         job.value,
@@ -93,11 +97,20 @@ def _prepare_site(conn: Any, job: Job, site: store.Site, run_id: str) -> dict[st
         run_id=run_id,
         mail_domain=MAIL_DOMAIN,
     )
+    mails.append(_mail(job, site, notification.notification_id, subject, notification.message_id, pending))
+    return mails
+
+
+def _mail(
+    job: Job, site: store.Site, notification_id: int, subject: str, message_id: str, failures: list
+) -> dict[str, Any]:
+    """The EmailOperator's arguments for one e-mail (to the site's contacts as they are now)."""
+    lines = [emails.FailureLine(f.order_no, f.amount, f.currency, f.status, f.reason) for f in failures]
     return {
-        "notification_id": notification.notification_id,
+        "notification_id": notification_id,
         "site_id": site.site_id,
         "to": list(site.notify_emails),
         "subject": subject,
-        "html_content": emails.failure_html(job, label, lines, site.email_locale),
-        "custom_headers": {"Message-ID": notification.message_id},
+        "html_content": emails.failure_html(job, site.name or site.site_id, lines, site.email_locale),
+        "custom_headers": {"Message-ID": message_id},
     }

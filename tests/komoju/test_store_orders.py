@@ -49,25 +49,39 @@ def test_eligibility_and_keyset_batches(orders):
     assert _all(orders, order_nos=["R002", "X-done", "R010"]) == ["R002", "R010"]
 
 
-def test_an_order_with_a_final_failure_is_no_longer_eligible(orders):
-    store.write_results(
-        orders,
-        "refund",
-        "s1",
-        attempts=[],
-        statuses=[{"order_no": "R001", "status": "Failed", "response": "gone"}],
-        failures=[
-            {
-                "order_no": "R001",
-                "attempt_no": 0,
-                "status": "Failed",
-                "reason": "gone",
-                "amount": None,
-                "currency": "JPY",
-            }
-        ],
-    )
+def _failure(order_no, attempt_no, payment_id, status="Failed", reason="gone"):
+    return {
+        "order_no": order_no,
+        "attempt_no": attempt_no,
+        "payment_id": payment_id,
+        "status": status,
+        "reason": reason,
+        "amount": "1200",
+        "currency": "JPY",
+    }
+
+
+def test_a_final_failure_ends_the_order_for_its_payment_only(orders):
+    store.write_results(orders, "refund", "s1", failures=[_failure("R001", 1, PAY[:-2] + "1")])
     assert "R001" not in _all(orders)
+    # a failure before any call (a bad row) keeps the order in, so a corrected row is processed
+    store.write_results(orders, "refund", "s1", failures=[_failure("R002", 0, PAY[:-2] + "2")])
+    assert "R002" in _all(orders)
+    # a corrected payment id starts afresh
+    with orders.cursor() as cur:
+        cur.execute("UPDATE komoju.orders SET komoju_payment_id = 'newpayment' WHERE order_no = 'R001'")
+    orders.commit()
+    assert "R001" in _all(orders)
+
+
+def test_the_first_batch_includes_an_empty_order_number(orders):
+    with orders.cursor() as cur:
+        cur.execute(
+            "INSERT INTO komoju.orders (site_id, order_no, status, payment_status, payment_method, komoju_payment_id)"
+            " VALUES ('s1', '', 'cancelled', 'paid', 'KOMOJU_HOSTED_PAGE', 'pempty')"
+        )
+    orders.commit()
+    assert _all(orders)[0] == ""
 
 
 def test_locks_keep_two_sessions_apart_and_die_with_the_connection(orders, pg_server, komoju_database):
@@ -90,109 +104,152 @@ def test_locks_keep_two_sessions_apart_and_die_with_the_connection(orders, pg_se
 
 
 def _attempt(order_no, attempt_no, key):
-    return {"order_no": order_no, "attempt_no": attempt_no, "payment_id": PAY, "idempotency_key": key}
+    # the payment id the fixture gave the order (R001 -> ...01)
+    return {
+        "order_no": order_no,
+        "attempt_no": attempt_no,
+        "payment_id": PAY[:-2] + str(int(order_no[1:])),
+        "idempotency_key": key,
+    }
 
 
-def test_attempts_open_then_finish_and_feed_eligibility(orders):
-    store.start_attempts(orders, "refund", "s1", "run-1", [_attempt("R001", 1, "key-r001-1")])
-    (open_one,) = store.eligible_orders(orders, "refund", "s1", order_nos=["R001"], limit=1)
-    assert (open_one.attempts, open_one.open_attempt_no, open_one.open_idempotency_key) == (1, 1, "key-r001-1")
-    assert open_one.open_started_at is not None
+def _one(conn, order_no):
+    (found,) = store.eligible_orders(conn, "refund", "s1", order_nos=[order_no], limit=1)
+    return found
+
+
+def test_attempts_stay_open_on_transient_tries_then_close(orders):
+    store.start_attempts(orders, "refund", "s1", "run-1", new=[_attempt("R001", 1, "key-r001-1")], resent=[])
+    first = _one(orders, "R001")
+    assert (first.tries, first.last_attempt_no, first.open_attempt_no, first.open_idempotency_key) == (
+        1,
+        1,
+        1,
+        "key-r001-1",
+    )
+    assert first.open_started_at is not None
+    transient = {
+        "order_no": "R001",
+        "attempt_no": 1,
+        "http_status": 503,
+        "error_code": "service_unavailable",
+        "response": "maintenance",
+    }
     store.write_results(
         orders,
         "refund",
         "s1",
-        attempts=[
-            {
-                "order_no": "R001",
-                "attempt_no": 1,
-                "outcome": "transient",
-                "http_status": 503,
-                "error_code": "service_unavailable",
-                "response": "maintenance",
-            }
-        ],
+        kept_open=[transient],
         statuses=[{"order_no": "R001", "status": "Failed", "response": "maintenance"}],
-        failures=[],
     )
-    (closed,) = store.eligible_orders(orders, "refund", "s1", order_nos=["R001"], limit=1)
-    assert (closed.attempts, closed.open_attempt_no) == (1, None)
+    store.start_attempts(orders, "refund", "s1", "run-2", new=[], resent=[{"order_no": "R001", "attempt_no": 1}])
+    second = _one(orders, "R001")
+    assert (second.tries, second.open_attempt_no, second.open_idempotency_key) == (2, 1, "key-r001-1")
+    store.write_results(orders, "refund", "s1", closed=[{**transient, "outcome": "failed", "http_status": 402}])
+    assert _one(orders, "R001").progress == (1, 2, None)
     with orders.cursor() as cur:
         cur.execute("SELECT komoju_refund_status, komoju_refund_response FROM komoju.orders WHERE order_no = 'R001'")
         assert cur.fetchone() == ("Failed", "maintenance")
+        cur.execute("SELECT tries, last_error, outcome FROM komoju.attempt WHERE order_no = 'R001'")
+        assert cur.fetchone() == (2, "maintenance", "failed")
     orders.commit()
 
 
+def test_tries_never_sent_are_taken_back(orders):
+    store.start_attempts(
+        orders, "refund", "s1", "run-1", new=[_attempt("R001", 1, "k1"), _attempt("R002", 1, "k2")], resent=[]
+    )
+    store.start_attempts(orders, "refund", "s1", "run-2", new=[], resent=[{"order_no": "R002", "attempt_no": 1}])
+    store.write_results(
+        orders,
+        "refund",
+        "s1",
+        taken_back=[
+            {"order_no": "R001", "attempt_no": 1, "new": True},
+            {"order_no": "R002", "attempt_no": 1, "new": False},
+        ],
+    )
+    assert _one(orders, "R001").progress == (0, 0, None)  # forgotten: as if never started
+    assert _one(orders, "R002").progress == (1, 1, 1)  # still open, its try given back
+
+
 def test_one_open_attempt_per_order_and_unique_keys(orders):
-    store.start_attempts(orders, "refund", "s1", "run-1", [_attempt("R001", 1, "key-a")])
+    store.start_attempts(orders, "refund", "s1", "run-1", new=[_attempt("R001", 1, "key-a")], resent=[])
     with pytest.raises(psycopg2.errors.UniqueViolation, match="attempt_one_open"):
-        store.start_attempts(orders, "refund", "s1", "run-2", [_attempt("R001", 2, "key-b")])
+        store.start_attempts(orders, "refund", "s1", "run-2", new=[_attempt("R001", 2, "key-b")], resent=[])
     with pytest.raises(psycopg2.errors.UniqueViolation):
-        store.start_attempts(orders, "refund", "s1", "run-2", [_attempt("R002", 1, "key-a")])
+        store.start_attempts(orders, "refund", "s1", "run-2", new=[_attempt("R002", 1, "key-a")], resent=[])
     # the failed statements changed nothing
     assert [o.open_idempotency_key for o in store.eligible_orders(orders, "refund", "s1", limit=2)] == ["key-a", None]
 
 
 def _record_failure(conn, order_no):
-    store.write_results(
+    store.write_results(conn, "refund", "s1", failures=[_failure(order_no, 1, "p" + order_no, "Rejected", "no")])
+
+
+def _new_mail(conn, run_id):
+    store.lock_site_notifications(conn, "refund", "s1")
+    pending = store.unassigned_failures(conn, "refund", "s1")
+    return store.create_notification(
         conn,
         "refund",
         "s1",
-        attempts=[],
-        statuses=[],
-        failures=[
-            {
-                "order_no": order_no,
-                "attempt_no": 1,
-                "status": "Rejected",
-                "reason": "no",
-                "amount": "1200",
-                "currency": "JPY",
-            }
-        ],
+        failure_ids=[f.failure_id for f in pending],
+        recipients=["a@example.com"],
+        subject="s",
+        run_id=run_id,
+        mail_domain="example.com",
     )
 
 
-def test_failures_go_into_one_email_and_an_unsent_email_hands_them_on(orders):
+def test_an_unsent_email_is_sent_again_as_it_was_and_new_failures_get_their_own(orders):
     _record_failure(orders, "R001")
     _record_failure(orders, "R002")
     _record_failure(orders, "R002")  # recorded twice (a rerun): kept once
-    pending, unsent = store.pending_failures(orders, "refund", "s1")
-    assert [f.order_no for f in pending] == ["R001", "R002"]
-    assert unsent == []
-    first = store.create_notification(
-        orders,
-        "refund",
-        "s1",
-        failure_ids=[f.failure_id for f in pending],
-        recipients=["a@example.com"],
-        subject="s",
-        run_id="run-1",
-        mail_domain="example.com",
-    )
+    first = _new_mail(orders, "run-1")
     assert first.failures == 2
     assert first.message_id.startswith("<komoju-airflow.refund.")
     assert first.message_id.endswith("@example.com>")
-    # The send failed (never marked): the next run takes the same failures plus a new one into a new e-mail.
+    # The send failed (never marked). Next run: the same e-mail again, and the new failure in a new one.
     _record_failure(orders, "R003")
-    pending, unsent = store.pending_failures(orders, "refund", "s1")
-    assert [f.order_no for f in pending] == ["R001", "R002", "R003"]
-    assert unsent == [first.notification_id]
-    second = store.create_notification(
-        orders,
-        "refund",
-        "s1",
-        failure_ids=[f.failure_id for f in pending],
-        recipients=["a@example.com"],
-        subject="s",
-        run_id="run-2",
-        mail_domain="example.com",
-    )
-    assert store.claim_notification_for_send(orders, first.notification_id) is False  # superseded: not sent
+    (unsent,) = store.unsent_notifications(orders, "refund", "s1")
+    assert (unsent.notification_id, unsent.message_id) == (first.notification_id, first.message_id)
+    assert [f.order_no for f in unsent.failures] == ["R001", "R002"]
+    second = _new_mail(orders, "run-2")
+    assert second.failures == 1
+    assert store.claim_notification_for_send(orders, first.notification_id) is True
+    store.mark_notification_sent(orders, first.notification_id)
+    assert store.claim_notification_for_send(orders, first.notification_id) is False  # sent already
     orders.rollback()
-    assert store.claim_notification_for_send(orders, second.notification_id) is True
-    store.mark_notification_sent(orders, second.notification_id)
-    assert store.claim_notification_for_send(orders, second.notification_id) is False  # sent already
+    assert [n.notification_id for n in store.unsent_notifications(orders, "refund", "s1")] == [second.notification_id]
     orders.rollback()
-    assert store.pending_failures(orders, "refund", "s1")[0] == []
-    orders.rollback()
+
+
+def test_a_sender_waiting_on_a_concurrent_send_sees_it_sent(orders, pg_server, komoju_database):
+    _record_failure(orders, "R001")
+    mail = _new_mail(orders, "run-1")
+    other = pg_server.connect(komoju_database)
+    try:
+        assert store.claim_notification_for_send(orders, mail.notification_id) is True  # sending, row locked
+        import threading
+
+        seen = {}
+        waiter = threading.Thread(
+            target=lambda: seen.update(claim=store.claim_notification_for_send(other, mail.notification_id))
+        )
+        waiter.start()
+        from devtools.ports import poll_until
+
+        def waiting() -> bool:
+            with pg_server.connect(komoju_database) as probe, probe.cursor() as cur:
+                cur.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid' AND NOT granted")
+                found = cur.fetchone()[0] > 0
+            probe.close()
+            return found
+
+        poll_until(waiting, timeout=10, what="the second sender waiting on the e-mail's lock")
+        store.mark_notification_sent(orders, mail.notification_id)
+        waiter.join(10)
+        assert seen == {"claim": False}
+    finally:
+        other.close()

@@ -76,9 +76,12 @@ CREATE INDEX orders_refund_candidates ON komoju.orders (site_id, order_no)
 -- (pg_try_advisory_lock) while it works on it, so a worker that dies releases its orders with its
 -- connection, and the next run can finish them at once.
 
--- One call (and its retries) to KOMOJU for one order. The row, with its idempotency key, is committed
--- before the POST is sent; any retry of the same attempt (in the run, after a task retry, after a crash)
--- reuses the key. An attempt with finished_at NULL was possibly sent: it is settled before a new one.
+-- One idempotency key's life for one order: the call (and its retries) under that key. The row, with its key,
+-- is committed before the POST is sent; any resend of the same attempt (in the run, on a task retry, after a
+-- crash, or in the next run after a transient failure) reuses the key. An attempt stays open (finished_at
+-- NULL) while its outcome is unknown or transient; it is closed once KOMOJU answered for good. tries counts
+-- the runs that sent (or were about to send) it: the order's tries for its current payment, summed over its
+-- attempts, are what max_attempts limits. An open attempt older than 23 h is settled by GET before any resend.
 CREATE TABLE komoju.attempt (
     job               text        NOT NULL CHECK (job IN ('cancel', 'refund')),
     site_id           text        NOT NULL,
@@ -87,7 +90,10 @@ CREATE TABLE komoju.attempt (
     komoju_payment_id text        NOT NULL,
     idempotency_key   text        NOT NULL UNIQUE CHECK (idempotency_key ~ '^[!-~]{1,100}$'),
     run_id            text,
-    started_at        timestamptz NOT NULL DEFAULT now(),
+    started_at        timestamptz NOT NULL DEFAULT now(),  -- first use of the key (KOMOJU keeps keys 24 h)
+    tries             integer     NOT NULL DEFAULT 1 CHECK (tries >= 1),
+    last_tried_at     timestamptz NOT NULL DEFAULT now(),
+    last_error        text,                                 -- the transient failure of the last try, while open
     finished_at       timestamptz,
     outcome           text        CHECK (outcome IN ('succeeded', 'rejected', 'failed', 'transient')),
     http_status       integer,
@@ -100,8 +106,9 @@ CREATE TABLE komoju.attempt (
 -- At most one attempt per order and job is open (possibly sent, result unknown) at any time.
 CREATE UNIQUE INDEX attempt_one_open ON komoju.attempt (job, site_id, order_no) WHERE finished_at IS NULL;
 
--- One e-mail to a site's contacts. Created before sending; sent_at is set once the EmailOperator
--- succeeded. A notification never sent releases its failures to the next one.
+-- One e-mail to a site's contacts, carrying a fixed set of final failures and a fixed Message-ID. Created
+-- before sending; sent_at is set once the EmailOperator succeeded. One that was not sent is sent again, the
+-- same (same failures, same Message-ID), by a later run.
 CREATE TABLE komoju.notification (
     notification_id bigserial   PRIMARY KEY,
     job             text        NOT NULL CHECK (job IN ('cancel', 'refund')),
@@ -115,13 +122,16 @@ CREATE TABLE komoju.notification (
 );
 
 -- An order the job gave up on (Rejected, or Failed for good): recorded first, then e-mailed once.
--- attempt_no 0 means the order failed before any call (a bad row).
+-- attempt_no 0 means the order was refused before any call (a bad row): such an order stays eligible, so a
+-- corrected row is processed. Other failures end the order's processing for that payment id; an order whose
+-- komoju_payment_id is changed afterwards starts afresh.
 CREATE TABLE komoju.final_failure (
     failure_id      bigserial   PRIMARY KEY,
     job             text        NOT NULL CHECK (job IN ('cancel', 'refund')),
     site_id         text        NOT NULL,
     order_no        text        NOT NULL,
     attempt_no      integer     NOT NULL DEFAULT 0 CHECK (attempt_no >= 0),
+    komoju_payment_id text,
     status          text        NOT NULL CHECK (status IN ('Rejected', 'Failed')),
     reason          text        NOT NULL,
     amount          numeric(18, 4),

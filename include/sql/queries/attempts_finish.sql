@@ -1,4 +1,4 @@
--- Close attempts with what KOMOJU answered. %(results)s is a JSON array of
+-- Close attempts KOMOJU answered for good. %(results)s is a JSON array of
 -- {order_no, attempt_no, outcome, http_status, error_code, response}.
 UPDATE komoju.attempt AS a
 SET finished_at = now(),

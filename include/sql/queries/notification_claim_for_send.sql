@@ -1,6 +1,6 @@
--- Lock one e-mail for sending: whether it was sent already, and how many failures it still carries.
-SELECT n.sent_at,
-       (SELECT count(*) FROM komoju.final_failure AS f WHERE f.notification_id = n.notification_id) AS failures
-FROM komoju.notification AS n
-WHERE n.notification_id = %(notification_id)s
+-- Lock one e-mail for sending until the send is recorded: when it was sent, if it was. Waiting on the lock
+-- of a concurrent sender returns the row as that sender left it (sent_at set), so it is not sent twice.
+SELECT sent_at
+FROM komoju.notification
+WHERE notification_id = %(notification_id)s
 FOR UPDATE

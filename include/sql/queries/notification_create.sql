@@ -1,5 +1,5 @@
--- A new e-mail for the given failures, which move to it (away from any unsent e-mail they were in).
--- Its Message-ID is fixed here, so a resend of the same e-mail carries the same Message-ID.
+-- A new e-mail for the given failures (only those in no e-mail yet). Its Message-ID is fixed here, so a resend
+-- of the same e-mail carries the same Message-ID.
 WITH next_id AS (
     SELECT nextval('komoju.notification_notification_id_seq') AS id
 ),
@@ -11,10 +11,10 @@ new_notification AS (
     FROM next_id
     RETURNING notification_id, message_id
 ),
-moved AS (
+assigned AS (
     UPDATE komoju.final_failure AS f
     SET notification_id = (SELECT notification_id FROM new_notification)
-    WHERE f.failure_id = ANY(%(failure_ids)s::bigint[])
+    WHERE f.failure_id = ANY(%(failure_ids)s::bigint[]) AND f.notification_id IS NULL
     RETURNING f.failure_id
 )
-SELECT notification_id, message_id, (SELECT count(*) FROM moved) FROM new_notification
+SELECT notification_id, message_id, (SELECT count(*) FROM assigned) FROM new_notification

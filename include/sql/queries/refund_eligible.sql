@@ -1,21 +1,25 @@
 -- Orders of one site the refund job must work on (SPEC §4.3), in keyset order, with their attempt history.
--- Either a batch after %(after)s (order_nos NULL), or the given order_nos re-read after locking them.
--- The predicate on komoju.orders repeats the partial index orders_refund_candidates word for word.
+-- Either a batch after %(after)s (NULL: from the start; order_nos NULL), or the given order_nos re-read after
+-- locking them. The predicate on komoju.orders repeats the partial index orders_refund_candidates word for word.
+-- An order given up on (a final failure after a call) is out for that payment id; one refused before any call
+-- (a bad row, attempt_no 0) stays in, so a corrected row is processed.
 SELECT o.order_no,
        o.komoju_payment_id,
        o.total_gross_price,
        o.currency,
-       coalesce(last.attempt_no, 0) AS attempts,
-       open.attempt_no              AS open_attempt_no,
-       open.idempotency_key         AS open_idempotency_key,
-       open.komoju_payment_id       AS open_payment_id,
-       open.started_at              AS open_started_at
+       used.last_attempt_no,
+       used.tries,
+       open.attempt_no         AS open_attempt_no,
+       open.idempotency_key    AS open_idempotency_key,
+       open.komoju_payment_id  AS open_payment_id,
+       open.started_at         AS open_started_at
 FROM komoju.orders AS o
 LEFT JOIN LATERAL (
-    SELECT max(a.attempt_no) AS attempt_no
+    SELECT coalesce(max(a.attempt_no), 0) AS last_attempt_no,
+           coalesce(sum(a.tries) FILTER (WHERE a.komoju_payment_id = o.komoju_payment_id), 0)::int AS tries
     FROM komoju.attempt AS a
     WHERE a.job = 'refund' AND a.site_id = o.site_id AND a.order_no = o.order_no
-) AS last ON true
+) AS used ON true
 LEFT JOIN komoju.attempt AS open
        ON open.job = 'refund' AND open.site_id = o.site_id AND open.order_no = o.order_no
       AND open.finished_at IS NULL
@@ -26,8 +30,9 @@ WHERE o.site_id = %(site_id)s
   AND NOT EXISTS (
       SELECT 1 FROM komoju.final_failure AS f
       WHERE f.job = 'refund' AND f.site_id = o.site_id AND f.order_no = o.order_no
+        AND f.attempt_no > 0 AND f.komoju_payment_id = o.komoju_payment_id
   )
-  AND o.order_no > %(after)s
+  AND (%(after)s::text IS NULL OR o.order_no > %(after)s::text)
   AND (%(order_nos)s::text[] IS NULL OR o.order_no = ANY(%(order_nos)s::text[]))
 ORDER BY o.order_no
 LIMIT %(limit)s

@@ -1,0 +1,8 @@
+-- Attempts whose try failed transiently stay open (their key is resent next time); note what happened.
+-- %(results)s is a JSON array of {order_no, attempt_no, http_status, error_code, response}.
+UPDATE komoju.attempt AS a
+SET last_error = r.response, http_status = r.http_status, error_code = r.error_code
+FROM jsonb_to_recordset(%(results)s::jsonb)
+     AS r (order_no text, attempt_no int, http_status int, error_code text, response text)
+WHERE a.job = %(job)s AND a.site_id = %(site_id)s AND a.order_no = r.order_no AND a.attempt_no = r.attempt_no
+  AND a.finished_at IS NULL
