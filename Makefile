@@ -4,10 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install demo test lint format constraints clean
+.PHONY: help install demo up down test lint format constraints clean
 
 help:
 	@echo "make demo         the three jobs on demo data: local PostgreSQL, KOMOJU emulator, SMTP sink (.local/)"
+	@echo "make up           the same services plus airflow standalone: the UI at http://localhost:8080"
+	@echo "make down         stop exactly what make up started"
 	@echo "make test         ruff, then the whole test suite (sets up .venv and finds or starts PostgreSQL)"
 	@echo "make install      create .venv and install the pinned requirements and this package (editable)"
 	@echo "make lint         ruff check"
@@ -26,6 +28,12 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 
 demo: $(STAMP)
 	PYTHONPYCACHEPREFIX=$(CURDIR)/.local/pycache $(BIN)/python -m devtools.demo
+
+up: $(STAMP)
+	PYTHONPYCACHEPREFIX=$(CURDIR)/.local/pycache $(BIN)/python -m devtools.up up
+
+down: $(STAMP)
+	PYTHONPYCACHEPREFIX=$(CURDIR)/.local/pycache $(BIN)/python -m devtools.up down
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -15,6 +15,8 @@ them (a konbini slip, a pending bank transfer). The Airflow version of the SFCC 
 **Per site**: one mapped task per site (labelled with the site id), with its own retries. Retry or clear one site
 without touching the others. A site whose KOMOJU key is refused fails at once, changing nothing.
 
+**Run state**: the run fails when a site failed (its e-mails still go out) or the site list is invalid.
+
 **E-mail**: orders given up on (`Rejected`, or `Failed` for good) are e-mailed once to the site's contacts
 (`komoju.site.notify_emails`, in its `email_locale`), asking to settle them in the KOMOJU dashboard.
 
@@ -22,6 +24,7 @@ without touching the others. A site whose KOMOJU key is refused fails at once, c
 Schedule: every 30 minutes, or `KOMOJU_CANCEL_SCHEDULE` (cron, or `none`).
 """
 
+from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import dag
 
 from komoju import dag_support
@@ -50,8 +53,9 @@ def komoju_cancel_process():
         max_attempts="{{ params.max_attempts }}",
         max_concurrency="{{ params.max_concurrency }}",
     ).expand(site_id=sites)
-    failure_emails = prepare_failure_emails(job="cancel")
+    failure_emails = prepare_failure_emails(job="cancel")  # runs even when some site failed
     cancelled >> failure_emails
+    cancelled >> EmptyOperator(task_id="all_sites_done")  # the run fails when the scope or any site failed
     KomojuFailureEmailOperator.partial(
         task_id="send_failure_email", map_index_template="{{ task.site_id }}"
     ).expand_kwargs(failure_emails)

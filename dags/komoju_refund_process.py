@@ -19,6 +19,8 @@ never refunds twice.
 **Per site**: one mapped task per site (labelled with the site id), with its own retries. Retry or clear one site
 without touching the others. A site whose KOMOJU key is refused fails at once, changing nothing.
 
+**Run state**: the run fails when a site failed (its e-mails still go out) or the site list is invalid.
+
 **E-mail**: orders given up on (`Rejected`, or `Failed` for good) are e-mailed once to the site's contacts
 (`komoju.site.notify_emails`, in its `email_locale`), asking to settle them in the KOMOJU dashboard.
 
@@ -26,6 +28,7 @@ without touching the others. A site whose KOMOJU key is refused fails at once, c
 Schedule: every 30 minutes, or `KOMOJU_REFUND_SCHEDULE` (cron, or `none`).
 """
 
+from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import dag
 
 from komoju import dag_support
@@ -54,8 +57,9 @@ def komoju_refund_process():
         max_attempts="{{ params.max_attempts }}",
         max_concurrency="{{ params.max_concurrency }}",
     ).expand(site_id=sites)
-    failure_emails = prepare_failure_emails(job="refund")
+    failure_emails = prepare_failure_emails(job="refund")  # runs even when some site failed
     refunded >> failure_emails
+    refunded >> EmptyOperator(task_id="all_sites_done")  # the run fails when the scope or any site failed
     KomojuFailureEmailOperator.partial(
         task_id="send_failure_email", map_index_template="{{ task.site_id }}"
     ).expand_kwargs(failure_emails)

@@ -32,9 +32,45 @@ DAG_IDS = ("komoju_update_payment_methods", "komoju_cancel_process", "komoju_ref
 KOMOJU_CONNECTIONS = {"komoju_default": "sk_test_demo_tokyo", "komoju_global": "sk_test_demo_global"}
 
 
+def airflow_environment(airflow_home: Path) -> dict[str, str]:
+    """This process's environment with Airflow pointed at ``airflow_home`` (SQLite), the repo's DAGs and
+    plugins, and no connection or setting inherited from the caller's own Airflow."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW__", "KOMOJU_"))}
+    env.update(
+        {
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+            "AIRFLOW_HOME": str(airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+            "PYTHONPYCACHEPREFIX": str(LOCAL / "pycache"),
+            "KOMOJU_RETRY_DELAY_SECONDS": "1",
+            "KOMOJU_KNOWN_SITES": "tokyo,osaka,global",
+        }
+    )
+    return env
+
+
+def connections(pg: localpg.PgServer, database: str, emulator_url: str, smtp_port: int) -> dict[str, dict]:
+    """The Airflow connections of the local stack, by connection id (Airflow's JSON form)."""
+    found = {
+        "komoju_postgres": pg.airflow_connection(database),
+        "smtp_default": {
+            "conn_type": "smtp",
+            "host": "127.0.0.1",
+            "port": smtp_port,
+            "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "komoju-demo@example.com"},
+        },
+    }
+    for conn_id, key in KOMOJU_CONNECTIONS.items():
+        found[conn_id] = {"conn_type": "komoju", "host": emulator_url, "password": key}
+    return found
+
+
 @dataclass
 class Stack:
-    """The local services of a demo, and the environment that points Airflow at them."""
+    """The local services of a demo."""
 
     pg: localpg.PgServer
     database: str
@@ -42,36 +78,22 @@ class Stack:
     smtp: SmtpSink
 
     def environment(self, airflow_home: Path) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW__"))}
-        env.update(
-            {
-                "AIRFLOW_HOME": str(airflow_home),
-                "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
-                "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
-                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
-                "AIRFLOW_CONN_KOMOJU_POSTGRES": json.dumps(self.pg.airflow_connection(self.database)),
-                "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps(self.smtp.airflow_connection("komoju-demo@example.com")),
-                "PYTHONPYCACHEPREFIX": str(LOCAL / "pycache"),
-                "KOMOJU_RETRY_DELAY_SECONDS": "1",
-                "KOMOJU_KNOWN_SITES": "tokyo,osaka,global",
-            }
-        )
-        for conn_id, key in KOMOJU_CONNECTIONS.items():
-            connection = {"conn_type": "komoju", "host": self.emulator_url, "password": key}
-            env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(connection)
+        """Airflow's environment with the stack's connections as ``AIRFLOW_CONN_*`` variables."""
+        env = airflow_environment(airflow_home)
+        for conn_id, conn in connections(self.pg, self.database, self.emulator_url, self.smtp.port).items():
+            env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(conn)
         return env
 
 
-def postgres(folder: Path) -> localpg.PgServer:
-    """The configured server, else 127.0.0.1:5432, else a throwaway cluster in ``folder``."""
+def postgres(folder: Path, port: int | None = None) -> localpg.PgServer:
+    """The configured server, else 127.0.0.1:5432, else a throwaway cluster in ``folder`` (on ``port``)."""
     server = localpg.find_server()
     if server is not None:
         return server
     if folder.exists():  # left over from an interrupted run
         localpg.stop_cluster_in(folder)
         shutil.rmtree(folder, ignore_errors=True)
-    return localpg.start_throwaway(folder)
+    return localpg.start_throwaway(folder, port=port)
 
 
 def fresh_database(pg: localpg.PgServer) -> str:

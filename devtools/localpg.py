@@ -99,7 +99,7 @@ def find_server() -> PgServer | None:
     return PgServer(params, "127.0.0.1:5432")
 
 
-def start_throwaway(base_dir: Path) -> PgServer:
+def start_throwaway(base_dir: Path, port: int | None = None) -> PgServer:
     """Initialise and start a new cluster in ``base_dir`` (created; must not hold one already).
 
     As root the cluster runs as ``postgres``, which must be able to enter every parent of ``base_dir``.
@@ -108,7 +108,7 @@ def start_throwaway(base_dir: Path) -> PgServer:
     base_dir.mkdir(parents=True, exist_ok=True)
     if owner:
         shutil.chown(base_dir, user=owner)
-    data, sockets, port = base_dir / "data", base_dir / "sockets", free_port()
+    data, sockets, port = base_dir / "data", base_dir / "sockets", port or free_port()
     _run_as(owner, ["mkdir", "-p", str(sockets)])
     _run_as(
         owner,

@@ -88,3 +88,25 @@ class SmtpSink:
                 path = self.folder / f"{len(self._messages) + 1:04d}.eml"
                 path.write_bytes(raw)  # exactly what arrived: re-serialising could refold headers
             self._messages.append(ReceivedMail(mail_from, rcpt_tos, message, path))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m devtools.smtp_sink --port N --folder DIR``: serve until SIGTERM/SIGINT, saving each message."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(prog="python -m devtools.smtp_sink", description=main.__doc__)
+    parser.add_argument("--port", type=int, default=8025)
+    parser.add_argument("--folder", type=Path, required=True, help="where each message is saved as NNNN.eml")
+    args = parser.parse_args(argv)
+    stopped = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopped.set())
+    with SmtpSink(port=args.port, folder=args.folder):
+        print(f"SMTP sink listening on 127.0.0.1:{args.port}, saving to {args.folder}", flush=True)
+        stopped.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -261,7 +261,7 @@ class _KomojuOrdersOperator(BaseOperator):
             with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"komoju-{site.site_id}") as pool:
                 while not stop.event.is_set():
                     batch = store.eligible_orders(
-                        conn, self.job.value, site.site_id, after=after, limit=self.batch_size
+                        conn, self.job.value, site.site_id, after=after, limit=self.batch_size, run_id=run_id
                     )
                     conn.rollback()
                     if not batch:
@@ -274,7 +274,7 @@ class _KomojuOrdersOperator(BaseOperator):
                     try:
                         # Re-read under the locks: a concurrent run may have worked on some of them meanwhile.
                         fresh = store.eligible_orders(
-                            conn, self.job.value, site.site_id, order_nos=locked, limit=len(locked)
+                            conn, self.job.value, site.site_id, order_nos=locked, limit=len(locked), run_id=run_id
                         )
                         conn.rollback()
                         orders = _untouched_since(batch, fresh)
@@ -331,6 +331,8 @@ class _KomojuOrdersOperator(BaseOperator):
                 calls.append(step)
             elif step.action is Action.SETTLE_FIRST:
                 settle.append(step)
+            elif step.action is Action.NEXT_RUN:
+                counts["tried_earlier_in_this_run"] += 1
             else:
                 writes.give_up(step)
                 counts["invalid" if step.action is Action.INVALID else "gave_up"] += 1
@@ -443,6 +445,8 @@ class _KomojuOrdersOperator(BaseOperator):
             fresh = plan(self.job, site.site_id, _without_open_attempt(order), max_attempts=max_attempts, now=now)
             if fresh.action is Action.CALL:
                 calls.append(fresh)
+            elif fresh.action is Action.NEXT_RUN:
+                counts["tried_earlier_in_this_run"] += 1
             else:
                 writes.give_up(fresh)
                 counts["invalid" if fresh.action is Action.INVALID else "gave_up"] += 1

@@ -22,6 +22,7 @@ class Action(StrEnum):
     SETTLE_FIRST = "settle_first"  # an open attempt that must not be resent: GET the payment first
     GIVE_UP = "give_up"  # tries used up: a final failure, no call
     INVALID = "invalid"  # the row cannot be acted on: a final failure, no call
+    NEXT_RUN = "next_run"  # KOMOJU answered this order earlier in this DAG run: its next try is the next run's
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,8 @@ class Plan:
     """The next step for one order.
 
     ``attempt_no`` is the attempt (the key) the step is about; ``try_no`` counts this try among the order's
-    tries for its current payment, which ``max_attempts`` limits.
+    tries for its current payment, which ``max_attempts`` limits. A DAG run counts one try per order however
+    often Airflow retries its task: ``counts_try`` is False for a resend within the run that already counted.
     """
 
     order: EligibleOrder
@@ -38,6 +40,7 @@ class Plan:
     try_no: int = 0
     idempotency_key: str | None = None
     new_attempt: bool = False
+    counts_try: bool = True
     reason: str | None = None
 
 
@@ -53,11 +56,17 @@ def _plan(job: Job, site_id: str, order: EligibleOrder, *, max_attempts: int, no
     if order.open_attempt_no is not None:
         # Something may have been sent under this key: nothing else happens to the order until it is settled.
         resendable = key_still_kept(order.open_started_at, now) and order.open_payment_id == order.payment_id
+        if resendable and order.tried_this_run:  # a task retry in the same run: resend, the run's try is counted
+            return Plan(
+                order, Action.CALL, order.open_attempt_no, order.tries, order.open_idempotency_key, counts_try=False
+            )
         if resendable and order.tries < max_attempts:
             return Plan(order, Action.CALL, order.open_attempt_no, order.tries + 1, order.open_idempotency_key)
         return Plan(order, Action.SETTLE_FIRST, order.open_attempt_no, order.tries, order.open_idempotency_key)
     if problem := row_problem(job, order):
         return Plan(order, Action.INVALID, 0, reason=problem)
+    if order.tried_this_run:
+        return Plan(order, Action.NEXT_RUN, order.last_attempt_no, order.tries)
     if order.tries >= max_attempts:
         reason = f"gave up after {order.tries} tries (max_attempts is {max_attempts})"
         return Plan(order, Action.GIVE_UP, order.last_attempt_no, order.tries, reason=reason)

@@ -220,6 +220,7 @@ class EligibleOrder:
     open_idempotency_key: str | None
     open_payment_id: str | None
     open_started_at: Any  # datetime | None: first use of the open key
+    tried_this_run: bool = False  # an earlier try of this DAG run's task already tried it
 
     @property
     def progress(self) -> tuple[int, int, int | None]:
@@ -235,6 +236,7 @@ def eligible_orders(
     after: str | None = None,
     order_nos: Sequence[str] | None = None,
     limit: int,
+    run_id: str | None = None,
 ) -> list[EligibleOrder]:
     """Up to ``limit`` eligible orders of the site after ``after`` (keyset; None: from the first), or among
     ``order_nos``."""
@@ -246,6 +248,7 @@ def eligible_orders(
                 "after": after,
                 "order_nos": list(order_nos) if order_nos is not None else None,
                 "limit": limit,
+                "run_id": run_id,
             },
         )
         return [EligibleOrder(*row) for row in cur.fetchall()]
@@ -308,7 +311,8 @@ def start_attempts(
                 )
             if resent:
                 cur.execute(
-                    query("attempts_retry"), {"job": job, "site_id": site_id, "attempts": json.dumps(list(resent))}
+                    query("attempts_retry"),
+                    {"job": job, "site_id": site_id, "run_id": run_id, "attempts": json.dumps(list(resent))},
                 )
         conn.commit()
     except BaseException:

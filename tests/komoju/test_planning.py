@@ -125,3 +125,19 @@ def test_cancel_does_not_need_a_sound_amount_or_currency():
 def test_progress_notices_a_concurrent_run():
     before = order()
     assert before.progress != dataclasses.replace(before, tries=1, last_attempt_no=1, open_attempt_no=1).progress
+
+
+def test_a_task_retry_resends_the_open_key_without_counting_a_try():
+    step = plan(Job.REFUND, "s1", open_order(tries=3, tried_this_run=True), max_attempts=3, now=NOW)
+    assert (step.action, step.try_no, step.idempotency_key, step.counts_try) == (
+        Action.CALL,
+        3,
+        "stored-key-1",
+        False,
+    )
+
+
+def test_an_order_answered_earlier_in_this_run_waits_for_the_next_run():
+    step = plan(Job.REFUND, "s1", order(last_attempt_no=1, tries=1, tried_this_run=True), max_attempts=3, now=NOW)
+    assert step.action is Action.NEXT_RUN
+    assert step.idempotency_key is None

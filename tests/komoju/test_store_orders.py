@@ -165,8 +165,8 @@ def test_tries_never_sent_are_taken_back(orders):
         "refund",
         "s1",
         taken_back=[
-            {"order_no": "R001", "attempt_no": 1, "new": True},
-            {"order_no": "R002", "attempt_no": 1, "new": False},
+            {"order_no": "R001", "attempt_no": 1, "new": True, "counted": True},
+            {"order_no": "R002", "attempt_no": 1, "new": False, "counted": True},
         ],
     )
     assert _one(orders, "R001").progress == (0, 0, None)  # forgotten: as if never started

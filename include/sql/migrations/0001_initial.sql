@@ -80,8 +80,8 @@ CREATE INDEX orders_refund_candidates ON komoju.orders (site_id, order_no)
 -- is committed before the POST is sent; any resend of the same attempt (in the run, on a task retry, after a
 -- crash, or in the next run after a transient failure) reuses the key. An attempt stays open (finished_at
 -- NULL) while its outcome is unknown or transient; it is closed once KOMOJU answered for good. tries counts
--- the runs that sent (or were about to send) it: the order's tries for its current payment, summed over its
--- attempts, are what max_attempts limits. An open attempt older than 23 h is settled by GET before any resend.
+-- the DAG runs that sent (or were about to send) it, at most one per run however often Airflow retries the
+-- task: the order's tries for its current payment, summed over its attempts, are what max_attempts limits. An open attempt older than 23 h is settled by GET before any resend.
 CREATE TABLE komoju.attempt (
     job               text        NOT NULL CHECK (job IN ('cancel', 'refund')),
     site_id           text        NOT NULL,
@@ -93,6 +93,7 @@ CREATE TABLE komoju.attempt (
     started_at        timestamptz NOT NULL DEFAULT now(),  -- first use of the key (KOMOJU keeps keys 24 h)
     tries             integer     NOT NULL DEFAULT 1 CHECK (tries >= 1),
     last_tried_at     timestamptz NOT NULL DEFAULT now(),
+    last_run_id       text,                                 -- the DAG run of the last try (one try per run)
     last_error        text,                                 -- the transient failure of the last try, while open
     finished_at       timestamptz,
     outcome           text        CHECK (outcome IN ('succeeded', 'rejected', 'failed', 'transient')),

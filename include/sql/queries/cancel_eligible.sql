@@ -2,7 +2,8 @@
 -- Either a batch after %(after)s (NULL: from the start; order_nos NULL), or the given order_nos re-read after
 -- locking them. The predicate on komoju.orders repeats the partial index orders_cancel_candidates word for word.
 -- An order given up on (a final failure after a call) is out for that payment id; one refused before any call
--- (a bad row, attempt_no 0) stays in, so a corrected row is processed.
+-- (a bad row, attempt_no 0) stays in, so a corrected row is processed. tried_this_run: this DAG run (%(run_id)s)
+-- already tried the order, in an earlier try of its task.
 SELECT o.order_no,
        o.komoju_payment_id,
        o.total_gross_price,
@@ -12,11 +13,13 @@ SELECT o.order_no,
        open.attempt_no         AS open_attempt_no,
        open.idempotency_key    AS open_idempotency_key,
        open.komoju_payment_id  AS open_payment_id,
-       open.started_at         AS open_started_at
+       open.started_at         AS open_started_at,
+       used.tried_this_run
 FROM komoju.orders AS o
 LEFT JOIN LATERAL (
     SELECT coalesce(max(a.attempt_no), 0) AS last_attempt_no,
-           coalesce(sum(a.tries) FILTER (WHERE a.komoju_payment_id = o.komoju_payment_id), 0)::int AS tries
+           coalesce(sum(a.tries) FILTER (WHERE a.komoju_payment_id = o.komoju_payment_id), 0)::int AS tries,
+           coalesce(bool_or(a.last_run_id = %(run_id)s), false) AS tried_this_run
     FROM komoju.attempt AS a
     WHERE a.job = 'cancel' AND a.site_id = o.site_id AND a.order_no = o.order_no
 ) AS used ON true

@@ -1,0 +1,208 @@
+"""``make up`` / ``make down``: the demo's local services plus ``airflow standalone``, for the Airflow UI.
+
+``up`` loads the demo data into a fresh ``komoju_demo`` database, starts the KOMOJU emulator, an SMTP sink
+(saving to ``.local/mail``) and ``airflow standalone`` (home ``.local/up/airflow``) with the connections stored in
+Airflow and the three DAGs unpaused, waits until the UI answers, and prints its URL and login. Each process is
+started in its own session and recorded in ``.local/up/processes.json``; ``down`` stops exactly those (and a
+throwaway PostgreSQL cluster ``up`` started), then checks their ports are free.
+
+Ports: ``AIRFLOW_PORT`` (8080), ``KOMOJU_EMULATOR_PORT`` (8123), ``SMTP_PORT`` (8025), ``PGPORT`` (the throwaway
+cluster's, when no PostgreSQL server is found).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from devtools import PROJECT_ROOT, localpg
+from devtools.demo import DAG_IDS, LOCAL, SCENARIO, airflow_environment, connections, fresh_database, postgres
+from devtools.ports import poll_until
+
+STATE = LOCAL / "up"
+PROCESSES = STATE / "processes.json"
+AIRFLOW_HOME = STATE / "airflow"
+
+
+def _port(variable: str, default: int) -> int:
+    return int(os.environ.get(variable) or default)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _spawn(name: str, argv: list[str], env: dict[str, str]) -> dict:
+    log = STATE / f"{name}.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT, start_new_session=True
+        )
+    return {"name": name, "pid": process.pid, "log": str(log.relative_to(PROJECT_ROOT))}
+
+
+def _airflow(env: dict[str, str], *args: str) -> None:
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    done = subprocess.run([airflow, *args], env=env, capture_output=True, text=True, timeout=300, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"airflow {' '.join(args)} failed: {done.stderr.strip()[-2000:]}")
+
+
+def up() -> int:
+    if PROCESSES.exists():
+        print(f"Already up (see {PROCESSES.relative_to(PROJECT_ROOT)}); run `make down` first.", file=sys.stderr)
+        return 1
+    ports = {
+        "airflow": _port("AIRFLOW_PORT", 8080),
+        "emulator": _port("KOMOJU_EMULATOR_PORT", 8123),
+        "smtp": _port("SMTP_PORT", 8025),
+    }
+    busy = [f"{name} port {port}" for name, port in ports.items() if _listening(port)]
+    if busy:
+        print(f"Port(s) in use: {', '.join(busy)}. Free them or choose others (AIRFLOW_PORT, ...).", file=sys.stderr)
+        return 1
+    STATE.mkdir(parents=True, exist_ok=True)
+    pg = postgres(LOCAL / "pg", port=int(os.environ["PGPORT"]) if os.environ.get("PGPORT") else None)
+    state = {"ports": ports, "throwaway_pg": pg.data_dir is not None, "processes": []}
+    PROCESSES.write_text(json.dumps(state))  # from here on, `make down` can clean up whatever started
+    try:
+        database = fresh_database(pg)
+        python = sys.executable
+        env = airflow_environment(AIRFLOW_HOME)
+        env["AIRFLOW__API__PORT"] = str(ports["airflow"])
+        # Tasks reach the API server's execution API; its default URL assumes port 8080.
+        env["AIRFLOW__API__BASE_URL"] = f"http://localhost:{ports['airflow']}"
+        emulator_url = f"http://127.0.0.1:{ports['emulator']}"
+        state["processes"].append(
+            _spawn(
+                "emulator",
+                [python, "-m", "emulator", "--port", str(ports["emulator"]), "--scenario", str(SCENARIO)],
+                env,
+            )
+        )
+        state["processes"].append(
+            _spawn(
+                "smtp",
+                [python, "-m", "devtools.smtp_sink", "--port", str(ports["smtp"]), "--folder", str(LOCAL / "mail")],
+                env,
+            )
+        )
+        PROCESSES.write_text(json.dumps(state))
+
+        AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
+        password = secrets.token_urlsafe(12)
+        (AIRFLOW_HOME / "simple_auth_manager_passwords.json.generated").write_text(json.dumps({"admin": password}))
+        _airflow(env, "db", "migrate")
+        connection_file = STATE / "connections.json"
+        connection_file.write_text(json.dumps(connections(pg, database, emulator_url, ports["smtp"])))
+        _airflow(env, "connections", "import", "--overwrite", str(connection_file))
+        connection_file.unlink()  # it holds the demo's keys; they now live in Airflow's connections
+        _airflow(env, "dags", "reserialize")
+        for dag_id in DAG_IDS:
+            _airflow(env, "dags", "unpause", dag_id)
+        state["processes"].append(_spawn("airflow", [str(Path(python).with_name("airflow")), "standalone"], env))
+        PROCESSES.write_text(json.dumps(state))
+
+        url = f"http://localhost:{ports['airflow']}"
+        standalone = state["processes"][-1]["pid"]
+
+        def serving() -> bool:
+            if not _alive(standalone):
+                raise RuntimeError(f"airflow standalone exited; see {STATE.relative_to(PROJECT_ROOT)}/airflow.log")
+            return requests.get(f"{url}/api/v2/monitor/health", timeout=2).ok
+
+        poll_until(
+            serving,
+            timeout=300,
+            interval=0.5,
+            what=f"the Airflow API server answering at {url}",
+        )
+        poll_until(lambda: _listening(ports["emulator"]) and _listening(ports["smtp"]), timeout=30, what="services")
+    except BaseException:
+        print("Start-up failed; stopping what was started.", file=sys.stderr)
+        down()
+        raise
+    print(f"\nAirflow UI: {url}   login: admin / {password}")
+    print(f"KOMOJU emulator: {emulator_url}   SMTP sink: 127.0.0.1:{ports['smtp']} -> .local/mail/")
+    print(f"Status database: {pg.origin}, database {database}. Logs: {STATE.relative_to(PROJECT_ROOT)}/*.log")
+    print("The three komoju_* DAGs are unpaused (cancel and refund run every 30 minutes). Stop with `make down`.")
+    return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _stop_group(pid: int) -> None:
+    """SIGTERM the process group ``pid`` leads, then SIGKILL whatever is left after 30 s."""
+    for sig, wait in ((signal.SIGTERM, 30.0), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and _group_alive(pid):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
+            time.sleep(0.2)
+        if not _group_alive(pid):
+            return
+
+
+def down() -> int:
+    if not PROCESSES.exists():
+        print("Nothing to stop: `make up` is not running (no .local/up/processes.json).")
+        return 0
+    state = json.loads(PROCESSES.read_text())
+    for process in reversed(state["processes"]):
+        _stop_group(process["pid"])
+        print(f"stopped {process['name']} (pid {process['pid']})")
+    if state.get("throwaway_pg"):
+        localpg.stop_cluster_in(LOCAL / "pg")
+        print("stopped the throwaway PostgreSQL cluster")
+    still = [p["name"] for p in state["processes"] if _alive(p["pid"])]
+    busy = [name for name, port in state["ports"].items() if _listening(port)]
+    PROCESSES.unlink()
+    if still or busy:
+        print(f"Still running: {still}; ports still in use: {busy}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if argv[1:] == ["up"]:
+        return up()
+    if argv[1:] == ["down"]:
+        return down()
+    print("usage: python -m devtools.up up|down", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))
