@@ -4,13 +4,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install demo up down test lint format constraints clean
+.PHONY: help install demo up down test test-reliability bench lint format constraints clean
 
 help:
 	@echo "make demo         the three jobs on demo data: local PostgreSQL, KOMOJU emulator, SMTP sink (.local/)"
 	@echo "make up           the same services plus airflow standalone: the UI at http://localhost:8080"
 	@echo "make down         stop exactly what make up started"
 	@echo "make test         ruff, then the whole test suite (sets up .venv and finds or starts PostgreSQL)"
+	@echo "make test-reliability  the slower reliability suite (crashes, concurrent runs, faults; docs/reliability.md)"
+	@echo "make bench        the throughput/memory/parse benchmark (docs/performance.md)"
 	@echo "make install      create .venv and install the pinned requirements and this package (editable)"
 	@echo "make lint         ruff check"
 	@echo "make format       ruff format + ruff check --fix"
@@ -37,7 +39,13 @@ down: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not reliability" $(PYTEST_ARGS)
+
+test-reliability: $(STAMP)
+	$(BIN)/pytest -m reliability tests/reliability $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	PYTHONPYCACHEPREFIX=$(CURDIR)/.local/pycache $(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
