@@ -326,17 +326,9 @@ class _KomojuOrdersOperator(BaseOperator):
                 counts["deferred_same_payment"] += 1
                 continue
             payments.add(order.payment_id)
-            step = plan(self.job, site.site_id, order, max_attempts=max_attempts, now=now)
-            if step.action is Action.CALL:
-                calls.append(step)
-            elif step.action is Action.SETTLE_FIRST:
-                settle.append(step)
-            elif step.action is Action.NEXT_RUN:
-                counts["tried_earlier_in_this_run"] += 1
-            else:
-                writes.give_up(step)
-                counts["invalid" if step.action is Action.INVALID else "gave_up"] += 1
-                counts["final_failures"] += 1
+            _route(
+                plan(self.job, site.site_id, order, max_attempts=max_attempts, now=now), calls, settle, writes, counts
+            )
         calls.extend(self._settle(hook, site, settle, max_attempts, now, stop, writes, counts))
         if writes.pending:  # settled attempts are closed before new attempts for the same orders start
             writes.commit(conn, site.site_id)
@@ -443,15 +435,22 @@ class _KomojuOrdersOperator(BaseOperator):
                 )
                 continue
             fresh = plan(self.job, site.site_id, _without_open_attempt(order), max_attempts=max_attempts, now=now)
-            if fresh.action is Action.CALL:
-                calls.append(fresh)
-            elif fresh.action is Action.NEXT_RUN:
-                counts["tried_earlier_in_this_run"] += 1
-            else:
-                writes.give_up(fresh)
-                counts["invalid" if fresh.action is Action.INVALID else "gave_up"] += 1
-                counts["final_failures"] += 1
+            _route(fresh, calls, [], writes, counts)  # no open attempt left: never settles again
         return calls
+
+
+def _route(step: Plan, calls: list[Plan], settle: list[Plan], writes: _Writes, counts: Counter[str]) -> None:
+    """Send a plan where it goes: the calls, the attempts to settle first, the final failures, or the next run."""
+    if step.action is Action.CALL:
+        calls.append(step)
+    elif step.action is Action.SETTLE_FIRST:
+        settle.append(step)
+    elif step.action is Action.NEXT_RUN:
+        counts["tried_earlier_in_this_run"] += 1
+    else:
+        writes.give_up(step)
+        counts["invalid" if step.action is Action.INVALID else "gave_up"] += 1
+        counts["final_failures"] += 1
 
 
 def _untouched_since(batch: list[store.EligibleOrder], fresh: list[store.EligibleOrder]) -> list[store.EligibleOrder]:
