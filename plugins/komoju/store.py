@@ -53,6 +53,41 @@ def sites(conn: Connection, site_ids: Sequence[str]) -> list[Site]:
         return [_site(row) for row in cur.fetchall()]
 
 
+def all_sites(conn: Connection) -> list[Site]:
+    """Every site, active or not, ordered by id."""
+    with conn.cursor() as cur:
+        cur.execute(query("sites_all"))
+        return [_site(row) for row in cur.fetchall()]
+
+
+def update_site(
+    conn: Connection,
+    site_id: str,
+    *,
+    name: str | None,
+    notify_emails: Sequence[str],
+    email_locale: str,
+    email_enabled: bool,
+    active: bool,
+) -> bool:
+    """Change a site's settings; commits. False if there is no such site."""
+    with conn.cursor() as cur:
+        cur.execute(
+            query("site_update"),
+            {
+                "site_id": site_id,
+                "name": name,
+                "notify_emails": list(notify_emails),
+                "email_locale": email_locale,
+                "email_enabled": email_enabled,
+                "active": active,
+            },
+        )
+        changed = cur.rowcount == 1
+    conn.commit()
+    return changed
+
+
 def resolve_scope(conn: Connection, requested: Sequence[str]) -> list[Site]:
     """The active sites a run works on: ``requested``, or every active site when it is empty.
 
