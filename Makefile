@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: help install demo up down test test-reliability bench lint format constraints clean
+.PHONY: help install browser demo up down test test-reliability test-deploy bench lint format constraints clean
 
 help:
 	@echo "make demo         the three jobs on demo data: local PostgreSQL, KOMOJU emulator, SMTP sink (.local/)"
@@ -12,6 +13,7 @@ help:
 	@echo "make down         stop exactly what make up started"
 	@echo "make test         ruff, then the whole test suite (sets up .venv and finds or starts PostgreSQL)"
 	@echo "make test-reliability  the slower reliability suite (crashes, concurrent runs, faults; docs/reliability.md)"
+	@echo "make test-deploy  the deployment runs: the cancel DAG under CeleryExecutor, the init (tests/deploy; docs/deploy.md)"
 	@echo "make bench        the throughput/memory/parse benchmark (docs/performance.md)"
 	@echo "make install      create .venv and install the pinned requirements and this package (editable)"
 	@echo "make lint         ruff check"
@@ -37,12 +39,21 @@ up: $(STAMP)
 down: $(STAMP)
 	PYTHONPYCACHEPREFIX=$(CURDIR)/.local/pycache $(BIN)/python -m devtools.up down
 
-test: $(STAMP)
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser of its own).
+browser:
+	@test -x $(CHROMIUM) || { test "$$(id -u)" = 0 && apt-get update -qq \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "Chromium could not be installed: the browser tests will be skipped."
+
+test: $(STAMP) browser
 	$(BIN)/ruff check .
-	$(BIN)/pytest -m "not reliability" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not reliability and not deploy" $(PYTEST_ARGS)
 
 test-reliability: $(STAMP)
 	$(BIN)/pytest -m reliability tests/reliability $(PYTEST_ARGS)
+
+test-deploy: $(STAMP)
+	$(BIN)/pytest -m deploy tests/deploy $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	PYTHONPYCACHEPREFIX=$(CURDIR)/.local/pycache $(BIN)/python bench/run.py $(BENCH_ARGS)
