@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -29,6 +30,9 @@ class CommandError(Exception):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return the process exit code (0 ok, 1 failed, 2 usage)."""
+    # Like the `airflow` CLI, this runs beside Airflow with its metadata database at hand: outside a task, Airflow
+    # looks connections up there only in a server process context (else just in env vars and secrets backends).
+    os.environ.setdefault("_AIRFLOW_PROCESS_CONTEXT", "server")
     args = _parser().parse_args(argv)
     try:
         return args.handler(args)

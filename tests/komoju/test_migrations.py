@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import psycopg2
 import psycopg2.errors
@@ -247,3 +248,21 @@ def test_good_rows_are_accepted_with_the_documented_defaults(db):
         cur.execute("SELECT komoju_conn_id, notify_emails, email_locale, email_enabled, active FROM komoju.site")
         assert cur.fetchone() == ("komoju_default", [], "ja", True, True)
     db.commit()
+
+
+def test_cli_finds_a_connection_stored_in_airflows_database(pg_server, empty_database, airflow_db):
+    conn = pg_server.airflow_connection(empty_database)
+    env = {k: v for k, v in os.environ.items() if k != "AIRFLOW_CONN_KOMOJU_POSTGRES"}
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    added = subprocess.run(
+        [airflow, "connections", "add", "komoju_pg_in_db", "--conn-json", json.dumps(conn)],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "plugins"), str(ROOT)])
+    done = subprocess.run(
+        [sys.executable, "-m", "komoju", "db", "status", "--conn-id", "komoju_pg_in_db"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"0 applied, {len(sql.migrations())} pending" in done.stdout
