@@ -82,8 +82,9 @@ def up() -> int:
         python = sys.executable
         env = airflow_environment(AIRFLOW_HOME)
         env["AIRFLOW__API__PORT"] = str(ports["airflow"])
-        # Tasks reach the API server's execution API; its default URL assumes port 8080.
-        env["AIRFLOW__API__BASE_URL"] = f"http://localhost:{ports['airflow']}"
+        # Tasks reach the API server's execution API. Its default URL says localhost:8080: the port may differ,
+        # and localhost may resolve to ::1 while the API server listens on IPv4 only.
+        env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://127.0.0.1:{ports['airflow']}/execution/"
         emulator_url = f"http://127.0.0.1:{ports['emulator']}"
         state["processes"].append(
             _spawn(
