@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
+import psycopg2
 from airflow.providers.smtp.operators.smtp import EmailOperator
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
@@ -284,8 +285,7 @@ class _KomojuOrdersOperator(BaseOperator):
                         stop.event.set()  # calls still queued are not sent
                         raise
                     finally:
-                        conn.rollback()  # after an error, so the release below can run (closing frees them too)
-                        store.release_orders(conn, self.job.value, site.site_id, locked)
+                        _release(conn, self.job.value, site.site_id, locked)
         finally:
             hook.close()
         if stop.auth_error is not None:
@@ -439,6 +439,19 @@ class _KomojuOrdersOperator(BaseOperator):
         return calls
 
 
+def _release(conn: Any, job: str, site_id: str, order_nos: list[str]) -> None:
+    """Release the batch's order locks, also after an error; a connection that died took its locks with it, and
+    must not hide the error that killed it."""
+    if conn.closed:
+        return
+    try:
+        conn.rollback()
+        store.release_orders(conn, job, site_id, order_nos)
+    except psycopg2.Error:
+        if not conn.closed:
+            raise
+
+
 def _route(step: Plan, calls: list[Plan], settle: list[Plan], writes: _Writes, counts: Counter[str]) -> None:
     """Send a plan where it goes: the calls, the attempts to settle first, the final failures, or the next run."""
     if step.action is Action.CALL:
@@ -483,7 +496,12 @@ class _Writes:
         if decision is None:
             if not outcome.sent:
                 self.taken_back.append(
-                    {"order_no": step.order.order_no, "attempt_no": step.attempt_no, "new": step.new_attempt}
+                    {
+                        "order_no": step.order.order_no,
+                        "attempt_no": step.attempt_no,
+                        "new": step.new_attempt,
+                        "counted": step.counts_try,  # a resend within the run that counted has nothing to give back
+                    }
                 )
             return  # unknown outcome: the attempt stays open, untouched
         assert result is not None, "a decision comes with the answer it was made from"
