@@ -39,11 +39,15 @@ up: $(STAMP)
 down: $(STAMP)
 	PYTHONPYCACHEPREFIX=$(CURDIR)/.local/pycache $(BIN)/python -m devtools.up down
 
-# Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser of its own).
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser of its own), and
+# Noto CJK so that the Japanese pages in the screenshots are readable.
 browser:
 	@test -x $(CHROMIUM) || { test "$$(id -u)" = 0 && apt-get update -qq \
-	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null; } \
 	  || echo "Chromium could not be installed: the browser tests will be skipped."
+	@test -d /usr/share/fonts/opentype/noto || { test "$$(id -u)" = 0 \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-noto-cjk >/dev/null; } \
+	  || echo "fonts-noto-cjk could not be installed: Japanese text in screenshots shows as boxes."
 
 test: $(STAMP) browser
 	$(BIN)/ruff check .

@@ -8,10 +8,13 @@ logged-in browser change anything. Pages are server-rendered; Jinja2 escapes eve
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import datetime as dt
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
@@ -28,6 +31,9 @@ DAG_IDS = {
     "cancel": "komoju_cancel_process",
     "refund": "komoju_refund_process",
 }
+SITE_TASK_IDS = {"payment_methods": "sync_site", "cancel": "cancel_site", "refund": "refund_site"}
+
+log = logging.getLogger(__name__)
 
 _templates = Environment(
     loader=FileSystemLoader(Path(__file__).with_name("ui_templates")),
@@ -77,6 +83,12 @@ TEXT: dict[str, dict[str, str]] = {
         "saved": "保存しました。",
         "yes": "はい",
         "no": "いいえ",
+        "latest_runs": "最新の実行",
+        "payment_methods_job": "決済方法の同期",
+        "cancel_job": "キャンセル",
+        "refund_job": "返金",
+        "never_run": "未実行",
+        "runs_unknown": "Airflow の実行履歴を読めませんでした。",
     },
     "en": {
         "title": "KOMOJU payment settings",
@@ -119,8 +131,75 @@ TEXT: dict[str, dict[str, str]] = {
         "saved": "Saved.",
         "yes": "yes",
         "no": "no",
+        "latest_runs": "Latest runs",
+        "payment_methods_job": "Payment method sync",
+        "cancel_job": "Cancel",
+        "refund_job": "Refund",
+        "never_run": "not run yet",
+        "runs_unknown": "Airflow's run history could not be read.",
     },
 }
+
+
+@dataclass(frozen=True)
+class SiteRun:
+    """The latest instance of one job's task for one site, as Airflow recorded it."""
+
+    job: str
+    dag_id: str
+    task_id: str
+    run_id: str
+    map_index: int
+    state: str | None
+    run_after: dt.datetime | None
+
+    @property
+    def url(self) -> str:
+        """That task instance's page in the Airflow UI."""
+        return (
+            f"/dags/{quote(self.dag_id, safe='')}/runs/{quote(self.run_id, safe='')}"
+            f"/tasks/{quote(self.task_id, safe='')}/mapped/{self.map_index}"
+        )
+
+
+def latest_site_runs(session: Any, site_ids: Sequence[str]) -> dict[str, dict[str, SiteRun]]:
+    """``{site_id: {job: SiteRun}}``: the newest run of each job's per-site task labelled with the site (the
+    mapped instance whose ``rendered_map_index`` is the site id). Jobs a site never ran in are absent."""
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from sqlalchemy import and_, select
+
+    found: dict[str, dict[str, SiteRun]] = {site_id: {} for site_id in site_ids}
+    for job, dag_id in DAG_IDS.items():
+        task_id = SITE_TASK_IDS[job]
+        for site_id in site_ids:
+            row = session.execute(
+                select(TaskInstance.run_id, TaskInstance.map_index, TaskInstance.state, DagRun.run_after)
+                .join(DagRun, and_(DagRun.dag_id == TaskInstance.dag_id, DagRun.run_id == TaskInstance.run_id))
+                .where(
+                    TaskInstance.dag_id == dag_id,
+                    TaskInstance.task_id == task_id,
+                    TaskInstance.rendered_map_index == site_id,
+                )
+                .order_by(DagRun.run_after.desc(), DagRun.id.desc())
+                .limit(1)
+            ).first()
+            if row is not None:
+                state = None if row.state is None else str(getattr(row.state, "value", row.state))
+                found[site_id][job] = SiteRun(job, dag_id, task_id, row.run_id, row.map_index, state, row.run_after)
+    return found
+
+
+def _latest_runs(site_ids: Sequence[str]) -> dict[str, dict[str, SiteRun]] | None:
+    """Read the latest runs from Airflow's database; None (the page says so) when that fails."""
+    try:
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            return latest_site_runs(session, site_ids)
+    except Exception:  # the settings must stay editable when Airflow's run history cannot be read
+        log.exception("KOMOJU page: could not read the latest runs of sites %s from Airflow's database", site_ids)
+        return None
 
 
 def _database() -> Iterator[Any]:
@@ -186,7 +265,9 @@ def create_app(auth: Any = None) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse)
     def sites_page(request: Request, conn: Database, lang: Lang) -> HTMLResponse:
-        return _page(request, lang, "sites.html", sites=store.all_sites(conn))
+        sites = store.all_sites(conn)
+        runs = _latest_runs([site.site_id for site in sites])
+        return _page(request, lang, "sites.html", sites=sites, runs=runs, jobs=list(DAG_IDS))
 
     @app.post("/sites/{site_id}", dependencies=changes)
     def save_site(

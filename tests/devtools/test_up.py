@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -189,6 +190,14 @@ def test_komoju_page_in_a_real_browser(live):
             for status, count in counts["cancel"].items():
                 assert f"cancel\t{status or 'to do'}\t{count}" in shown, shown
             page.screenshot(path=SCREENSHOTS / "3-orders.png")
+
+            frame.click("text=Sites")  # the latest run of each job per site, linked into Airflow's own pages
+            sync_run = frame.wait_for_selector("#site-tokyo table.latest-runs a.run")  # the sync's row comes first
+            assert sync_run.inner_text() == "success"
+            sync_run.click()  # Airflow's UI (the top window) shows that task instance
+            page.wait_for_url(re.compile(r"/dags/komoju_update_payment_methods/runs/[^/]+/tasks/sync_site/mapped/0$"))
+            page.wait_for_selector("text=tokyo", timeout=60_000)  # its page names the instance by its site label
+            page.screenshot(path=SCREENSHOTS / "4-latest-sync-run.png")
         finally:
             browser.close()
 
@@ -221,4 +230,5 @@ def test_screenshots_were_saved():
         "1-sites.png",
         "2-payment-methods.png",
         "3-orders.png",
+        "4-latest-sync-run.png",
     ]
