@@ -156,22 +156,29 @@ class Emulator:
         self.scenario = read_scenario(scenario)
         self.state, self.faults = build_state(self.scenario)
         self._jitter = random.Random(self.scenario.get("seed"))
+        self.active_requests = 0  # API requests being served now (one event loop: no lock needed)
+        self.peak_active_requests = 0
 
     def reset(self) -> None:
-        """Back to the scenario as loaded: payments, keys, faults, settings, clock, ledger, dice."""
+        """Back to the scenario as loaded: payments, keys, faults, settings, clock, ledger, dice, peak."""
         self.state, self.faults = build_state(self.scenario)
         self._jitter = random.Random(self.scenario.get("seed"))
+        self.peak_active_requests = self.active_requests
 
     # -- the API pipeline ---------------------------------------------------------------------------
 
     async def api(self, request: Request) -> Response:
         """Serve one ``/api/v1`` request and record it in the ledger."""
         call = _Call(self.state, request.method, request.url.path, asyncio.get_running_loop().time())
+        self.active_requests += 1
+        self.peak_active_requests = max(self.peak_active_requests, self.active_requests)
         try:
             response = await self._serve(request, call)
         except ApiError as error:
             await self._latency(call)
             response = _json(error.to_response())
+        finally:
+            self.active_requests -= 1
         call.state.ledger.record_request(
             merchant_id=call.merchant_id,
             method=call.method,
@@ -274,7 +281,13 @@ class Emulator:
     async def health(self, request: Request) -> Response:
         """``GET /_emulator/health``."""
         return JSONResponse(
-            {"status": "ok", "time": self.state.clock.iso(), "in_flight": len(self.state.idempotency.in_flight())}
+            {
+                "status": "ok",
+                "time": self.state.clock.iso(),
+                "in_flight": len(self.state.idempotency.in_flight()),
+                "active_requests": self.active_requests,
+                "peak_active_requests": self.peak_active_requests,
+            }
         )
 
     async def ledger(self, request: Request) -> Response:

@@ -11,7 +11,7 @@ from typing import Any
 
 from airflow.sdk import Param
 
-from komoju.operators import DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_CONCURRENCY
+from komoju.operators import DEFAULT_MAX_ATTEMPTS
 
 START_DATE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 TAGS = ["komoju", "payments"]
@@ -72,10 +72,11 @@ def order_job_params() -> dict[str, Param]:
             description="After this many failed attempts an order is given up on and e-mailed.",
         ),
         "max_concurrency": Param(
-            DEFAULT_MAX_CONCURRENCY,
-            type="integer",
+            None,
+            type=["null", "integer"],
             minimum=1,
             maximum=64,
             title="Concurrent KOMOJU calls per site",
+            description="Empty: the site's KOMOJU connection extra max_concurrency, else 8.",
         ),
     }

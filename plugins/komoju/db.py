@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg2
-import psycopg2.extensions
+if TYPE_CHECKING:
+    import psycopg2.extensions
 
 DEFAULT_CONN_ID = "komoju_postgres"
 APPLICATION_NAME = "komoju-airflow"
@@ -56,6 +56,8 @@ def connect_kwargs(conn_id: str = DEFAULT_CONN_ID) -> dict[str, Any]:
 
 def connect(conn_id: str = DEFAULT_CONN_ID) -> psycopg2.extensions.connection:
     """A new psycopg2 connection to the status database of the Airflow connection ``conn_id``."""
+    import psycopg2  # here, not at module level: the DAG files import this module and parse it often
+
     kwargs = connect_kwargs(conn_id)
     try:
         return psycopg2.connect(**kwargs)

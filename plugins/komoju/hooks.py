@@ -27,6 +27,7 @@ from airflow.sdk.log import mask_secret
 from requests.adapters import HTTPAdapter
 
 from komoju import __version__
+from komoju.errors import KomojuAPIError
 from komoju.text import sanitise
 
 DEFAULT_HOST = "komoju.com"
@@ -50,82 +51,12 @@ _DEFAULTS: dict[str, Any] = {
     "max_retry_wait": 60.0,
     "api_version": None,
     "pool_maxsize": 8,
+    "max_concurrency": 8,
+    "rate_limit": None,
 }
-_INT_SETTINGS = frozenset({"max_retries", "pool_maxsize"})
+_INT_SETTINGS = frozenset({"max_retries", "pool_maxsize", "max_concurrency"})
+_AT_LEAST_ONE = frozenset({"pool_maxsize", "max_concurrency"})
 _RETRIABLE_WITHOUT_KEY = frozenset({"GET", "HEAD"})
-
-
-class KomojuAPIError(Exception):
-    """A KOMOJU call that failed: an HTTP error answer, an unusable body, or a network failure."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        code: str | None = None,
-        param: str | None = None,
-        transient: bool = False,
-        method: str | None = None,
-        path: str | None = None,
-        conn_id: str | None = None,
-        attempts: int = 1,
-        retry_after: float | None = None,
-    ) -> None:
-        self.message = message
-        self.status = status
-        self.code = code
-        self.param = param
-        self.transient = transient
-        self.method = method
-        self.path = path
-        self.conn_id = conn_id
-        self.attempts = attempts
-        self.retry_after = retry_after
-        super().__init__(message)
-
-    def __str__(self) -> str:
-        """The operator-facing sentence (kept current when the retry loop updates ``attempts``)."""
-        return self._sentence()
-
-    @property
-    def auth_failure(self) -> bool:
-        """True when KOMOJU refused the secret key (HTTP 401 or 403)."""
-        return self.status in (401, 403)
-
-    def _sentence(self) -> str:
-        """The operator-facing text: what was called, what KOMOJU answered, and what to do about it."""
-        call = f"KOMOJU call {self.method or '?'} {self.path or '?'}"
-        if self.conn_id:
-            call += f" (connection '{self.conn_id}')"
-        if self.attempts > 1:
-            call += f" failed after {self.attempts} attempts"
-        else:
-            call += " failed"
-        answer = f"HTTP {self.status}" if self.status is not None else "no HTTP answer"
-        if self.code:
-            answer += f", KOMOJU code '{self.code}'"
-        if self.param:
-            answer += f", parameter '{self.param}'"
-        message = self.message if self.message.endswith((".", "!", "?", "…")) else f"{self.message}."
-        text = f"{call}: {answer}: {message}"
-        if self.auth_failure:
-            text += (
-                f" The secret key of connection '{self.conn_id}' was refused: check the secret key in the"
-                " password field of that Airflow connection."
-            )
-        elif self.transient:
-            text += " This failure is transient: retrying later may succeed."
-        return text
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        """Pickle by attributes (keyword-only arguments defeat the default exception pickling)."""
-        return (_rebuild_error, (type(self), dict(self.__dict__)))
-
-
-def _rebuild_error(cls: type[KomojuAPIError], state: dict[str, Any]) -> KomojuAPIError:
-    """Recreate a pickled KomojuAPIError from its attributes."""
-    return cls(state.pop("message"), **state)
 
 
 @dataclass(frozen=True)
@@ -142,6 +73,8 @@ class KomojuSettings:
     max_retry_wait: float
     api_version: str | None
     pool_maxsize: int
+    max_concurrency: int
+    rate_limit: float | None
 
 
 class KomojuHook(BaseHook):
@@ -151,7 +84,10 @@ class KomojuHook(BaseHook):
     The connection's **password** holds the secret key; its host is empty (``https://komoju.com``), a bare
     name, or a full URL (``http://`` only for loopback hosts); the port field, when set, wins. Timeouts,
     retries, back-off, ``api_version`` and ``pool_maxsize`` come from keyword arguments, else from the
-    connection's extra, else from defaults. One session is built lazily and may be shared by threads.
+    connection's extra, else from defaults. One session is built lazily and may be shared by threads; its
+    pool holds ``max(pool_maxsize, max_concurrency)`` connections. All threads share one :class:`Throttle`: at
+    most ``rate_limit`` requests per second (extra; unset: no limit), and after a ``429`` no thread sends
+    anything until its ``Retry-After`` (or back-off) has passed.
 
     :param komoju_conn_id: the Airflow connection holding the KOMOJU secret key.
     """
@@ -175,6 +111,8 @@ class KomojuHook(BaseHook):
         max_retry_wait: float | None = None,
         api_version: str | None = None,
         pool_maxsize: int | None = None,
+        max_concurrency: int | None = None,
+        rate_limit: float | None = None,
     ) -> None:
         super().__init__()
         self.komoju_conn_id = komoju_conn_id
@@ -187,13 +125,17 @@ class KomojuHook(BaseHook):
             "max_retry_wait": max_retry_wait,
             "api_version": api_version,
             "pool_maxsize": pool_maxsize,
+            "max_concurrency": max_concurrency,
+            "rate_limit": rate_limit,
         }
         # Instance attributes so tests can observe the waits without sleeping.
         self._sleep: Callable[[float], None] = time.sleep
+        self._clock: Callable[[], float] = time.monotonic
         self._jitter: Callable[[], float] = random.random
         self._lock = threading.RLock()
         self._settings: KomojuSettings | None = None
         self._session: requests.Session | None = None
+        self._throttle: Throttle | None = None
 
     # ----------------------------------------------------------------- connection and session
 
@@ -263,7 +205,8 @@ class KomojuHook(BaseHook):
         )
         if settings.api_version:
             session.headers[API_VERSION_HEADER] = settings.api_version
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=settings.pool_maxsize)
+        pool_size = max(settings.pool_maxsize, settings.max_concurrency)
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         return session
@@ -277,6 +220,18 @@ class KomojuHook(BaseHook):
             if self._session is None:
                 self._session = self.get_conn()
             return self._session
+
+    @property
+    def throttle(self) -> Throttle:
+        """The pacing shared by every thread using this hook (rate limit and 429 pauses)."""
+        if self._throttle is not None:
+            return self._throttle
+        with self._lock:
+            if self._throttle is None:
+                self._throttle = Throttle(
+                    self.settings.rate_limit, clock=lambda: self._clock(), sleep=lambda seconds: self._sleep(seconds)
+                )
+            return self._throttle
 
     def close(self) -> None:
         """Close the hook's session and its pooled connections."""
@@ -366,6 +321,8 @@ class KomojuHook(BaseHook):
                 if not error.transient or attempt > retries:
                     raise
                 wait = self._retry_wait(attempt - 1, error)
+                if error.status == 429:  # KOMOJU asks us to slow down: every thread of this hook pauses
+                    self.throttle.hold(wait)
                 self.log.warning(
                     "KOMOJU %s %s failed (attempt %d of %d): %s; retrying in %.2f s",
                     method,
@@ -382,6 +339,7 @@ class KomojuHook(BaseHook):
     ) -> requests.Response:
         """Send one attempt; turn transport failures into KomojuAPIError."""
         settings = self.settings
+        self.throttle.wait()
         started = time.monotonic()
         try:
             response = self.session.request(
@@ -603,10 +561,47 @@ def _number_setting(name: str, value: Any, conn_id: str) -> float | int:
         raise ValueError(
             f"Airflow connection '{conn_id}': {name} must be a {wanted.__name__}, got {shown!r}."
         ) from None
-    minimum = 1 if name == "pool_maxsize" else 0
-    if number < minimum or (name.endswith("timeout") and number == 0):
+    minimum = 1 if name in _AT_LEAST_ONE else 0
+    if number < minimum or ((name.endswith("timeout") or name == "rate_limit") and number == 0):
         raise ValueError(f"Airflow connection '{conn_id}': {name} must be positive, got {number}.")
     return number
+
+
+class Throttle:
+    """Paces requests shared by several threads: starts at least ``1 / rate`` seconds apart (``rate`` None: no
+    spacing), and none while a hold (``hold(seconds)``, after a 429) lasts. Holds only ever extend."""
+
+    def __init__(
+        self,
+        rate: float | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.interval = 1.0 / rate if rate else 0.0
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._next_start = float("-inf")
+        self._held_until = float("-inf")
+
+    def wait(self) -> float:
+        """Block until this thread may send; return the seconds waited."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self._clock()
+                start = max(self._next_start, self._held_until)
+                if start <= now:
+                    self._next_start = now + self.interval
+                    return waited
+            self._sleep(start - now)
+            waited += start - now
+
+    def hold(self, seconds: float) -> None:
+        """No thread starts a request for ``seconds`` from now."""
+        with self._lock:
+            self._held_until = max(self._held_until, self._clock() + max(0.0, seconds))
 
 
 def _payment_path(payment_id: str, action: str | None = None) -> str:

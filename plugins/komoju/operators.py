@@ -1,7 +1,8 @@
 """Airflow operators of the three KOMOJU jobs, one site per task instance, and the failure e-mail.
 
 They join the hook (HTTP, KOMOJU) and the store (Postgres); the decisions are the pure functions of
-:mod:`komoju.outcomes` and :mod:`komoju.planning`.
+:mod:`komoju.outcomes` and :mod:`komoju.planning`. The DAG files import this module, and Airflow parses them
+often: requests (the hook) and psycopg2 are imported when a task runs, not here.
 """
 
 from __future__ import annotations
@@ -12,21 +13,22 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import psycopg2
 from airflow.providers.smtp.operators.smtp import EmailOperator
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from komoju import db, store
-from komoju.hooks import KomojuAPIError, KomojuHook
+from komoju.errors import KomojuAPIError
 from komoju.outcomes import RESPONSE_MAX_CHARS, CallResult, Decision, Job, decide
 from komoju.planning import Action, Plan, key_still_kept, plan
 from komoju.text import sanitise
 
+if TYPE_CHECKING:
+    from komoju.hooks import KomojuHook
+
 DEFAULT_MAX_ATTEMPTS = 3
-DEFAULT_MAX_CONCURRENCY = 8
 DEFAULT_BATCH_SIZE = 200
 DEFAULT_TRANSIENT_STREAK = 5
 DRY_RUN_SAMPLE = 20
@@ -58,6 +60,11 @@ def _as_int(name: str, value: Any, minimum: int) -> int:
     return number
 
 
+def _unset(value: Any) -> bool:
+    """A templated parameter left empty: None renders as "None"."""
+    return value is None or (isinstance(value, str) and value.strip() in ("", "None"))
+
+
 def _as_bool(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -81,6 +88,8 @@ class KomojuSyncPaymentMethodsOperator(BaseOperator):
         self.postgres_conn_id = postgres_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from komoju.hooks import KomojuHook
+
         conn = db.connect(self.postgres_conn_id)
         try:
             site = _site_or_fail(conn, self.site_id)
@@ -164,7 +173,8 @@ class _KomojuOrdersOperator(BaseOperator):
 
     :param site_id: the site to work on.
     :param max_attempts: tries per order (and payment) before it is given up on and e-mailed (default 3).
-    :param max_concurrency: KOMOJU calls in flight at once for this site (default 8).
+    :param max_concurrency: KOMOJU calls in flight at once for this site; None (or an empty/"None" rendering):
+        the site's KOMOJU connection extra ``max_concurrency``, else 8.
     :param dry_run: only log and count what would be done; call nothing, change nothing.
     :param batch_size: orders read, locked and written per database round trip.
     :param transient_streak: transient failures in a row that stop the site (its task fails and is retried).
@@ -179,7 +189,7 @@ class _KomojuOrdersOperator(BaseOperator):
         *,
         site_id: str,
         max_attempts: int | str = DEFAULT_MAX_ATTEMPTS,
-        max_concurrency: int | str = DEFAULT_MAX_CONCURRENCY,
+        max_concurrency: int | str | None = None,
         dry_run: bool | str = False,
         batch_size: int = DEFAULT_BATCH_SIZE,
         transient_streak: int = DEFAULT_TRANSIENT_STREAK,
@@ -199,7 +209,7 @@ class _KomojuOrdersOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         max_attempts = _as_int("max_attempts", self.max_attempts, 1)
-        concurrency = _as_int("max_concurrency", self.max_concurrency, 1)
+        concurrency = None if _unset(self.max_concurrency) else _as_int("max_concurrency", self.max_concurrency, 1)
         dry_run = _as_bool("dry_run", self.dry_run)
         run_id = str(context["run_id"]) if context and "run_id" in context else "manual"
         conn = db.connect(self.postgres_conn_id)
@@ -252,10 +262,13 @@ class _KomojuOrdersOperator(BaseOperator):
         site: store.Site,
         run_id: str,
         max_attempts: int,
-        concurrency: int,
+        concurrency: int | None,
         counts: Counter[str],
     ) -> dict[str, Any]:
-        hook = KomojuHook(site.komoju_conn_id, pool_maxsize=concurrency)
+        from komoju.hooks import KomojuHook
+
+        hook = KomojuHook(site.komoju_conn_id, max_concurrency=concurrency)
+        concurrency = hook.settings.max_concurrency  # the parameter, else the connection's extra, else 8
         stop = _StopSignal(self.transient_streak)
         after: str | None = None
         try:
@@ -442,6 +455,8 @@ class _KomojuOrdersOperator(BaseOperator):
 def _release(conn: Any, job: str, site_id: str, order_nos: list[str]) -> None:
     """Release the batch's order locks, also after an error; a connection that died took its locks with it, and
     must not hide the error that killed it."""
+    import psycopg2
+
     if conn.closed:
         return
     try:

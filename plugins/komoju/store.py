@@ -10,13 +10,13 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import psycopg2.extensions
+from typing import TYPE_CHECKING, Any
 
 from komoju.sql import query
 
-Connection = psycopg2.extensions.connection
+if TYPE_CHECKING:  # psycopg2 is imported where connections are opened (komoju.db), not by the DAG files
+    from psycopg2.extensions import connection as Connection
+
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
@@ -195,9 +195,7 @@ def payment_methods(conn: Connection, site_id: str) -> list[PaymentMethod]:
         ]
 
 
-def set_payment_method_enabled(
-    conn: Connection, site_id: str, type_slug: str, currency: str, enabled: bool
-) -> bool:
+def set_payment_method_enabled(conn: Connection, site_id: str, type_slug: str, currency: str, enabled: bool) -> bool:
     """Switch one method on or off (the merchant's toggle); commits. False if there is no such method."""
     with conn.cursor() as cur:
         cur.execute(

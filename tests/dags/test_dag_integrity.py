@@ -65,4 +65,3 @@ def test_the_check_finds_each_kind_of_problem(tmp_path):
     assert "task fragile.once has 0 retries (at least 2 expected)" in problems
     assert "helpers.py defines no DAG" in problems
     assert len(problems) == 4, problems
-

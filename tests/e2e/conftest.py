@@ -37,6 +37,7 @@ class RunResult:
     dag_id: str
     state: str
     tasks: tuple[TaskResult, ...]
+    run_id: str = ""
 
     def task(self, task_id: str) -> TaskResult:
         """The one (unmapped) instance of ``task_id``."""
@@ -95,7 +96,7 @@ def run_dag(dagbag, param_defaults) -> Callable[..., RunResult]:
             TaskResult(ti.task_id, ti.map_index, ti.rendered_map_index, _state(ti.state), ti.try_number)
             for ti in run.get_task_instances()
         )
-        return RunResult(dag_id, _state(run.state), tasks)
+        return RunResult(dag_id, _state(run.state), tasks, run.run_id)
 
     return run
 
@@ -112,11 +113,12 @@ def komoju_connection(base_url: str, secret_key: str, **extra: Any) -> str:
 
 
 @pytest.fixture
-def set_komoju_connection(monkeypatch) -> Callable[[str, str, str], None]:
-    """``set_komoju_connection(conn_id, base_url, secret_key)``: (re)define a KOMOJU connection for this test."""
+def set_komoju_connection(monkeypatch) -> Callable[..., None]:
+    """``set_komoju_connection(conn_id, base_url, secret_key, **extra)``: (re)define a KOMOJU connection for this
+    test (``extra`` adds to the fast test defaults)."""
 
-    def define(conn_id: str, base_url: str, secret_key: str) -> None:
-        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", komoju_connection(base_url, secret_key))
+    def define(conn_id: str, base_url: str, secret_key: str, **extra: Any) -> None:
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", komoju_connection(base_url, secret_key, **extra))
 
     return define
 

@@ -64,13 +64,36 @@ def waits() -> list[float]:
     return []
 
 
+class FakeClock:
+    """A monotonic clock that only moves when something sleeps on it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @pytest.fixture
-def make_hook(set_conn: Callable[..., None], waits: list[float]) -> Callable[..., KomojuHook]:
-    """Build hooks that record their waits, use no jitter, and log through stdlib logging (caplog)."""
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_hook(set_conn: Callable[..., None], waits: list[float], clock: FakeClock) -> Callable[..., KomojuHook]:
+    """Build hooks that record their waits (on a fake clock), use no jitter, and log through stdlib logging."""
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        clock.sleep(seconds)
 
     def make(conn_id: str = "komoju_default", **kwargs: Any) -> KomojuHook:
         hook = KomojuHook(conn_id, **kwargs)
-        hook._sleep = waits.append
+        hook._sleep = sleep
+        hook._clock = clock
         hook._jitter = lambda: 0.0
         hook._log = logging.getLogger("komoju.hooks.under_test")
         return hook
@@ -201,11 +224,34 @@ def test_default_settings(hook: KomojuHook) -> None:
     assert (settings.connect_timeout, settings.read_timeout, settings.max_retries) == (5.0, 30.0, 3)
     assert (settings.backoff_base, settings.backoff_max, settings.max_retry_wait) == (0.5, 30.0, 60.0)
     assert (settings.api_version, settings.pool_maxsize) == (None, 8)
+    assert (settings.max_concurrency, settings.rate_limit) == (8, None)
+    assert hook.throttle.interval == 0.0
+
+
+def test_concurrency_and_rate_limit_from_extra(
+    set_conn: Callable[..., None], make_hook: Callable[..., KomojuHook]
+) -> None:
+    set_conn(extra={"max_concurrency": "12", "rate_limit": "20"})
+    hook = make_hook()
+    assert (hook.settings.max_concurrency, hook.settings.rate_limit) == (12, 20.0)
+    assert hook.throttle.interval == pytest.approx(0.05)
+    assert hook.get_conn().get_adapter(BASE)._pool_maxsize == 12, "the pool is sized to the concurrency"
+    assert make_hook(max_concurrency=3).settings.max_concurrency == 3, "the keyword argument wins"
 
 
 @pytest.mark.parametrize(
     "extra",
-    [{"read_timeout": "soon"}, {"max_retries": -1}, {"max_retries": 1.5}, {"connect_timeout": 0}, {"pool_maxsize": 0}],
+    [
+        {"read_timeout": "soon"},
+        {"max_retries": -1},
+        {"max_retries": 1.5},
+        {"connect_timeout": 0},
+        {"pool_maxsize": 0},
+        {"max_concurrency": 0},
+        {"max_concurrency": "eight"},
+        {"rate_limit": 0},
+        {"rate_limit": -2},
+    ],
 )
 def test_invalid_extra_refused(
     set_conn: Callable[..., None], make_hook: Callable[..., KomojuHook], extra: dict[str, Any]
@@ -699,6 +745,80 @@ def test_retry_after_seconds(
     )
     assert hook.list_payment_methods() == METHODS
     assert waits == [expected]
+
+
+def test_429_holds_every_thread_of_the_hook(
+    hook: KomojuHook, requests_mock: Any, waits: list[float], clock: FakeClock
+) -> None:
+    requests_mock.get(
+        f"{BASE}/payment_methods",
+        [
+            {"status_code": 429, "json": error_body("too_many_requests", "slow"), "headers": {"Retry-After": "7"}},
+            {"status_code": 200, "json": METHODS},
+        ],
+    )
+    started = clock.now
+    assert hook.list_payment_methods() == METHODS
+    assert hook.throttle._held_until == started + 7, "a 429 pauses the hook's shared throttle"
+    assert waits == [7.0], "the thread that got the 429 waits once, not twice"
+
+
+def test_503_does_not_hold_other_threads(hook: KomojuHook, requests_mock: Any, clock: FakeClock) -> None:
+    requests_mock.get(
+        f"{BASE}/payment_methods",
+        [{"status_code": 503, "json": error_body("service_unavailable", "x")}, {"status_code": 200, "json": METHODS}],
+    )
+    hook.list_payment_methods()
+    assert hook.throttle._held_until == float("-inf")
+
+
+def test_rate_limit_spaces_requests(
+    set_conn: Callable[..., None], make_hook: Callable[..., KomojuHook], requests_mock: Any, waits: list[float]
+) -> None:
+    set_conn(extra={"rate_limit": 4})
+    hook = make_hook()
+    requests_mock.get(f"{BASE}/payments/{PAYMENT_ID}", json=PAYMENT)
+    for _ in range(4):
+        hook.get_payment(PAYMENT_ID)
+    assert waits == [0.25, 0.25, 0.25], "the first request goes at once, then one every 1/rate seconds"
+
+
+def test_throttle_rate_and_holds(clock: FakeClock) -> None:
+    throttle = hooks_module.Throttle(2, clock=clock, sleep=clock.sleep)
+    assert throttle.wait() == 0.0
+    assert throttle.wait() == 0.5
+    throttle.hold(3)
+    assert throttle.wait() == 3.0, "a hold delays the next start beyond the rate's spacing"
+    throttle.hold(1)
+    throttle.hold(0.5)
+    assert throttle.wait() == 1.0, "holds only extend"
+    unlimited = hooks_module.Throttle(None, clock=clock, sleep=clock.sleep)
+    assert [unlimited.wait() for _ in range(3)] == [0.0, 0.0, 0.0]
+    unlimited.hold(2)
+    assert unlimited.wait() == 2.0
+
+
+def test_throttle_is_shared_by_threads() -> None:
+    rate, per_thread, threads = 100.0, 5, 4
+    throttle = hooks_module.Throttle(rate)
+    starts: list[float] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        for _ in range(per_thread):
+            throttle.wait()
+            with lock:
+                starts.append(time.monotonic())
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    begun = time.monotonic()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=30)
+    assert len(starts) == per_thread * threads
+    # The n-th start of all threads together comes at least (n - 1) / rate after the first could.
+    assert max(starts) - begun >= (per_thread * threads - 1) / rate
 
 
 def test_retry_after_http_date(hook: KomojuHook, requests_mock: Any, waits: list[float]) -> None:
