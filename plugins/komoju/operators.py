@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections import Counter
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.smtp.operators.smtp import EmailOperator
@@ -132,6 +132,16 @@ class _Outcome:
     decision: Decision | None
     result: CallResult | None
     sent: bool = True
+
+
+@dataclass
+class _Batch:
+    """One batch of a site's orders: the order locks it holds, the orders to work on, their calls once sent."""
+
+    locked: list[str]
+    orders: list[store.EligibleOrder]
+    calls: list[Future[_Outcome]] = field(default_factory=list)
+    payments: set[str] = field(default_factory=set)  # the payment ids of those calls
 
 
 class _StopSignal:
@@ -270,35 +280,31 @@ class _KomojuOrdersOperator(BaseOperator):
         hook = KomojuHook(site.komoju_conn_id, max_concurrency=concurrency)
         concurrency = hook.settings.max_concurrency  # the parameter, else the connection's extra, else 8
         stop = _StopSignal(self.transient_streak)
-        after: str | None = None
+        batches = self._batches(conn, site, run_id, counts)
+        held: list[_Batch] = []  # at most two: one whose calls are in flight, the next one being prepared
         try:
             with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"komoju-{site.site_id}") as pool:
-                while not stop.event.is_set():
-                    batch = store.eligible_orders(
-                        conn, self.job.value, site.site_id, after=after, limit=self.batch_size, run_id=run_id
-                    )
-                    conn.rollback()
-                    if not batch:
-                        break
-                    after = batch[-1].order_no
-                    locked = store.lock_orders(conn, self.job.value, site.site_id, [o.order_no for o in batch])
-                    counts["skipped_held_by_another_run"] += len(batch) - len(locked)
-                    if not locked:
-                        continue
-                    try:
-                        # Re-read under the locks: a concurrent run may have worked on some of them meanwhile.
-                        fresh = store.eligible_orders(
-                            conn, self.job.value, site.site_id, order_nos=locked, limit=len(locked), run_id=run_id
-                        )
-                        conn.rollback()
-                        orders = _untouched_since(batch, fresh)
-                        counts["skipped_handled_by_another_run"] += len(locked) - len(orders)
-                        self._process(conn, hook, pool, site, run_id, orders, max_attempts, stop, counts)
-                    except BaseException:
-                        stop.event.set()  # calls still queued are not sent
-                        raise
-                    finally:
-                        _release(conn, self.job.value, site.site_id, locked)
+                try:
+                    # Pipelined: while one batch's calls are in flight, the next batch is read, locked and its
+                    # keys committed, so the calls never wait for the database between batches.
+                    while not stop.event.is_set():
+                        batch = next(batches, None)
+                        if batch is not None:
+                            busy = held[-1].payments if held else set()  # the batch whose calls are in flight
+                            held.append(batch)
+                            self._start(conn, hook, pool, site, run_id, batch, busy, max_attempts, stop, counts)
+                        if len(held) == 2 or (batch is None and held):
+                            self._finish(conn, site, held.pop(0), counts)
+                        if batch is None and not held:
+                            break
+                    while held:  # stopped: what was sent is written, what was not is taken back
+                        self._finish(conn, site, held.pop(0), counts)
+                except BaseException:
+                    stop.event.set()  # calls still queued are not sent
+                    raise
+                finally:
+                    for batch in held:
+                        _release(conn, self.job.value, site.site_id, batch.locked)
         finally:
             hook.close()
         if stop.auth_error is not None:
@@ -317,24 +323,55 @@ class _KomojuOrdersOperator(BaseOperator):
             )
         return self._summary(site, counts, dry_run=False)
 
-    def _process(
+    def _batches(self, conn: Any, site: store.Site, run_id: str, counts: Counter[str]) -> Iterator[_Batch]:
+        """The site's eligible orders in keyset batches, each locked and re-read under its locks; batches whose
+        orders are all held or just handled by a concurrent run are skipped."""
+        after: str | None = None
+        while True:
+            batch = store.eligible_orders(
+                conn, self.job.value, site.site_id, after=after, limit=self.batch_size, run_id=run_id
+            )
+            conn.rollback()
+            if not batch:
+                return
+            after = batch[-1].order_no
+            locked = store.lock_orders(conn, self.job.value, site.site_id, [o.order_no for o in batch])
+            counts["skipped_held_by_another_run"] += len(batch) - len(locked)
+            if not locked:
+                continue
+            try:
+                # Re-read under the locks: a concurrent run may have worked on some of them meanwhile.
+                fresh = store.eligible_orders(
+                    conn, self.job.value, site.site_id, order_nos=locked, limit=len(locked), run_id=run_id
+                )
+                conn.rollback()
+            except BaseException:
+                _release(conn, self.job.value, site.site_id, locked)
+                raise
+            orders = _untouched_since(batch, fresh)
+            counts["skipped_handled_by_another_run"] += len(locked) - len(orders)
+            yield _Batch(locked, orders)
+
+    def _start(
         self,
         conn: Any,
         hook: KomojuHook,
         pool: ThreadPoolExecutor,
         site: store.Site,
         run_id: str,
-        orders: list[store.EligibleOrder],
+        batch: _Batch,
+        busy_payments: set[str],
         max_attempts: int,
         stop: _StopSignal,
         counts: Counter[str],
     ) -> None:
+        """Plan the batch's orders, settle what must be settled, commit the new keys, then submit the calls."""
         now = _now()
         writes = _Writes(self.job)
         calls: list[Plan] = []
         settle: list[Plan] = []
-        payments: set[str] = set()
-        for order in orders:
+        payments: set[str] = set(busy_payments)
+        for order in batch.orders:
             if order.payment_id in payments:  # two orders naming one payment: never both in flight
                 counts["deferred_same_payment"] += 1
                 continue
@@ -345,8 +382,7 @@ class _KomojuOrdersOperator(BaseOperator):
         calls.extend(self._settle(hook, site, settle, max_attempts, now, stop, writes, counts))
         if writes.pending:  # settled attempts are closed before new attempts for the same orders start
             writes.commit(conn, site.site_id)
-            writes = _Writes(self.job)
-        if stop.event.is_set():
+        if stop.event.is_set() or not calls:
             return
         store.start_attempts(
             conn,
@@ -365,12 +401,22 @@ class _KomojuOrdersOperator(BaseOperator):
             ],
             resent=[{"order_no": s.order.order_no, "attempt_no": s.attempt_no} for s in calls if not s.new_attempt],
         )
-        for outcome in pool.map(lambda step: self._call(hook, step, max_attempts, stop), calls):
+        batch.payments = {step.order.payment_id for step in calls}
+        batch.calls = [pool.submit(self._call, hook, step, max_attempts, stop) for step in calls]
+
+    def _finish(self, conn: Any, site: store.Site, batch: _Batch, counts: Counter[str]) -> None:
+        """Wait for the batch's calls, write their results in one transaction, release its orders."""
+        writes = _Writes(self.job)
+        for call in batch.calls:
+            outcome = call.result()
             writes.add(outcome)
             counts[_count_name(outcome)] += 1
             if outcome.decision is not None and outcome.decision.final:
                 counts["final_failures"] += 1
-        writes.commit(conn, site.site_id)
+        if writes.pending:
+            writes.commit(conn, site.site_id)
+        _release(conn, self.job.value, site.site_id, batch.locked)
+        batch.locked = []
 
     def _call(self, hook: KomojuHook, step: Plan, max_attempts: int, stop: _StopSignal) -> _Outcome:
         """One order's POST (and payment check when KOMOJU refuses); runs on the pool, touches no database."""

@@ -7,10 +7,22 @@ import re
 from urllib.parse import quote
 
 from fastapi.testclient import TestClient
-from scenario import CASES, SITES, emulator_scenario, setup_database
+from scenario import Case, Site, emulator_scenario, payment, setup_database
 
 from emulator.testing import EmulatorServer
 from komoju.ui import create_app
+
+# Sites of their own: Airflow's database is shared by the e2e session, and other tests run the DAGs too.
+SITES = tuple(
+    Site(f"ui-{n}", f"UI {n}", "komoju_default", "merchant-ui", "sk_test_e2e_ui", (f"ui-{n}@example.com",), locale="en")
+    for n in ("a", "b")
+)
+CASES = tuple(
+    Case("cancel", site, f"UI-{site.site_id}-{n}", "1000", "JPY",
+         payment=payment(f"ui{site.site_id[-1]}{n}", "pending", 1000),
+         expect="Cancelled", response_has=("cancelled",), effect=1000)
+    for site in SITES for n in range(1, 3)
+)  # fmt: skip
 
 
 def _runs_table(page: str, site_id: str) -> str:
@@ -22,8 +34,7 @@ def _runs_table(page: str, site_id: str) -> str:
 def test_sites_page_links_the_latest_run_of_each_job_per_site(db, smtp_sink, run_dag, set_komoju_connection):
     site, other = SITES[0], SITES[1]
     with EmulatorServer(emulator_scenario(CASES, SITES)) as komoju:
-        for s in SITES:
-            set_komoju_connection(s.conn_id, komoju.base_url, s.secret_key)
+        set_komoju_connection("komoju_default", komoju.base_url, "sk_test_e2e_ui")
         setup_database(db, CASES, SITES)
         client = TestClient(create_app(auth=lambda: {"username": "tester"}), base_url="http://testserver")
 

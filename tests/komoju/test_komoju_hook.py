@@ -228,6 +228,25 @@ def test_default_settings(hook: KomojuHook) -> None:
     assert hook.throttle.interval == 0.0
 
 
+def test_environment_is_read_once_per_session(
+    make_hook: Callable[..., KomojuHook], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/komoju-test/ca.pem")
+    monkeypatch.setenv("CURL_CA_BUNDLE", "")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    session = make_hook().get_conn()
+    assert session.trust_env is False, "requests must not re-read the environment on every call"
+    assert session.verify == "/etc/komoju-test/ca.pem", "a CA bundle from the environment is still used"
+    assert session.proxies["https"] == "http://proxy.internal:3128"
+    monkeypatch.setenv("NO_PROXY", "komoju.com")
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    session = make_hook().get_conn()
+    assert "https" not in session.proxies, "NO_PROXY naming KOMOJU's host bypasses the proxy"
+    assert session.verify is True, "an empty CURL_CA_BUNDLE never turns verification off"
+
+
 def test_concurrency_and_rate_limit_from_extra(
     set_conn: Callable[..., None], make_hook: Callable[..., KomojuHook]
 ) -> None:
@@ -265,8 +284,10 @@ def test_invalid_extra_refused(
 
 
 def test_get_conn_builds_a_configured_session(
-    set_conn: Callable[..., None], make_hook: Callable[..., KomojuHook]
+    set_conn: Callable[..., None], make_hook: Callable[..., KomojuHook], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
     set_conn(extra={"pool_maxsize": 16})
     hook = make_hook()
     session = hook.get_conn()
