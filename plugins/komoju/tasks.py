@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from komoju import db, emails, store
-from komoju.outcomes import Job
+from komoju import db
+
+if TYPE_CHECKING:  # imported when the tasks run, not when Airflow parses the DAG files that import this module
+    from komoju import store
+    from komoju.outcomes import Job
 
 log = logging.getLogger(__name__)
 MAIL_DOMAIN = os.environ.get("KOMOJU_MAIL_DOMAIN", "komoju-airflow.local")
@@ -32,6 +35,8 @@ def requested_site_ids(params: Any) -> list[str]:
 @task(task_id="resolve_sites")
 def resolve_sites() -> list[str]:
     """The run's sites: ``params.site_ids`` checked against ``komoju.site`` (unknown or inactive ids fail)."""
+    from komoju import store
+
     requested = requested_site_ids(get_current_context()["params"])
     conn = db.connect()
     try:
@@ -54,6 +59,9 @@ def prepare_failure_emails(job: str) -> list[dict[str, Any]]:
     Runs even when some site failed, so the other sites' failures still go out. Reads the scope again rather
     than taking it from ``resolve_sites``, which may have failed.
     """
+    from komoju import store
+    from komoju.outcomes import Job
+
     context = get_current_context()
     params = context["params"]
     if params.get("dry_run") in (True, "true", "True"):
@@ -75,6 +83,8 @@ def prepare_failure_emails(job: str) -> list[dict[str, Any]]:
 
 
 def _prepare_site(conn: Any, job: Job, site: store.Site, run_id: str) -> list[dict[str, Any]]:
+    from komoju import emails, store
+
     if not site.wants_email:
         return []
     store.lock_site_notifications(conn, job.value, site.site_id)  # until this transaction ends
@@ -105,6 +115,8 @@ def _mail(
     job: Job, site: store.Site, notification_id: int, subject: str, message_id: str, failures: list
 ) -> dict[str, Any]:
     """The EmailOperator's arguments for one e-mail (to the site's contacts as they are now)."""
+    from komoju import emails
+
     lines = [emails.FailureLine(f.order_no, f.amount, f.currency, f.status, f.reason) for f in failures]
     return {
         "notification_id": notification_id,
