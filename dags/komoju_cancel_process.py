@@ -52,6 +52,7 @@ def komoju_cancel_process():
         dry_run="{{ params.dry_run }}",
         max_attempts="{{ params.max_attempts }}",
         max_concurrency="{{ params.max_concurrency }}",
+        batch_size=dag_support.batch_size(),
     ).expand(site_id=sites)
     failure_emails = prepare_failure_emails(job="cancel")  # runs even when some site failed
     cancelled >> failure_emails

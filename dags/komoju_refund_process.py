@@ -56,6 +56,7 @@ def komoju_refund_process():
         dry_run="{{ params.dry_run }}",
         max_attempts="{{ params.max_attempts }}",
         max_concurrency="{{ params.max_concurrency }}",
+        batch_size=dag_support.batch_size(),
     ).expand(site_id=sites)
     failure_emails = prepare_failure_emails(job="refund")  # runs even when some site failed
     refunded >> failure_emails

@@ -27,6 +27,8 @@ os.environ.update(
         # DAG files read these at parse time: keep Airflow's task retries real but quick in tests.
         "KOMOJU_RETRY_DELAY_SECONDS": "0.2",
         "KOMOJU_TASK_RETRIES": "2",
+        # Small batches, so that the runs go through several batches, pipelined (the default is 200).
+        "KOMOJU_BATCH_SIZE": "3",
     }
 )
 

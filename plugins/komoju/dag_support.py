@@ -11,7 +11,7 @@ from typing import Any
 
 from airflow.sdk import Param
 
-from komoju.operators import DEFAULT_MAX_ATTEMPTS
+from komoju.operators import DEFAULT_BATCH_SIZE, DEFAULT_MAX_ATTEMPTS
 
 START_DATE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 TAGS = ["komoju", "payments"]
@@ -23,6 +23,13 @@ def schedule(variable: str, default: str | None) -> str | None:
     if not value:
         return default
     return None if value.lower() in ("none", "manual", "off") else value
+
+
+def batch_size() -> int:
+    """Orders read, locked and written per database round trip by the cancel and refund jobs:
+    ``KOMOJU_BATCH_SIZE`` (default 200)."""
+    value = os.environ.get("KOMOJU_BATCH_SIZE", "").strip()
+    return int(value) if value else DEFAULT_BATCH_SIZE
 
 
 def default_args() -> dict[str, Any]:

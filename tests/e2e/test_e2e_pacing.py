@@ -4,6 +4,7 @@ all the site's threads. Measured on the emulator: its peak of requests served at
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 
 from scenario import Case, Site, effects_by_payment, emulator_scenario, insert_orders, payment, setup_database
@@ -44,6 +45,23 @@ def test_concurrency_from_connection_extra_then_param(db, smtp_sink, run_dag, se
 
         assert run.states("cancel_site") == {SITE.site_id: "success"}
         assert 2 < komoju.health()["peak_active_requests"] <= 6
+        assert effects_by_payment(komoju.ledger()) == {c.stored_payment_id: [("cancel", 1000)] for c in cases}
+
+
+def test_next_batch_is_sent_while_the_last_is_in_flight(db, smtp_sink, run_dag, set_komoju_connection):
+    """Batches of 3 (KOMOJU_BATCH_SIZE in the tests' environment) and 6 calls at a time: more than 3 calls in
+    flight at once can only come from two batches overlapping; every order still gets exactly one cancel."""
+    assert os.environ["KOMOJU_BATCH_SIZE"] == "3"
+    cases = tuple(pending(12, "pp"))
+    with EmulatorServer(emulator_scenario(cases, (SITE,))) as komoju:
+        komoju.set_settings(latency_ms=200)
+        set_komoju_connection(SITE.conn_id, komoju.base_url, SITE.secret_key)
+        setup_database(db, cases, (SITE,))
+
+        run = run_dag("komoju_cancel_process", max_concurrency=6)
+
+        assert run.states("cancel_site") == {SITE.site_id: "success"}
+        assert komoju.health()["peak_active_requests"] > 3, "the batches were not pipelined"
         assert effects_by_payment(komoju.ledger()) == {c.stored_payment_id: [("cancel", 1000)] for c in cases}
 
 

@@ -356,7 +356,15 @@ def subprocess_environment(home: Path, connections: dict[str, dict[str, Any]], *
     """The environment of an `airflow dags test` with its own Airflow home and these connections (by id)."""
     env = airflow_environment(home)  # the caller's AIRFLOW_* and KOMOJU_* settings are left out
     env.pop("PYTHONPYCACHEPREFIX", None)  # use the installed bytecode: a fresh cache would cost every start
-    env.update({"PYTHONUNBUFFERED": "1", "KOMOJU_TASK_RETRIES": "1", "KOMOJU_RETRY_DELAY_SECONDS": "0.2", **extra})
+    env.update(
+        {
+            "PYTHONUNBUFFERED": "1",
+            "KOMOJU_TASK_RETRIES": "1",
+            "KOMOJU_RETRY_DELAY_SECONDS": "0.2",
+            "KOMOJU_BATCH_SIZE": "2",  # batches of 2: crashes also land while two batches are in the pipeline
+            **extra,
+        }
+    )
     for conn_id, conn in connections.items():
         env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(conn)
     return env
