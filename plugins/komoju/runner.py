@@ -204,7 +204,7 @@ class SiteOrdersRun:
         hook = KomojuHook(site.komoju_conn_id, max_concurrency=concurrency)
         concurrency = hook.settings.max_concurrency  # the parameter, else the connection's extra, else 8
         stop = _StopSignal(self.transient_streak)
-        batches = self._batches(conn, site, run_id, counts)
+        batches = self._batches(conn, site, run_id, counts, first=2 * concurrency)
         held: list[_Batch] = []  # at most two: one whose calls are in flight, the next one being prepared
         try:
             with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"komoju-{site.site_id}") as pool:
@@ -247,14 +247,17 @@ class SiteOrdersRun:
             )
         return self._summary(site, counts, dry_run=False)
 
-    def _batches(self, conn: Any, site: store.Site, run_id: str, counts: Counter[str]) -> Iterator[_Batch]:
+    def _batches(
+        self, conn: Any, site: store.Site, run_id: str, counts: Counter[str], *, first: int
+    ) -> Iterator[_Batch]:
         """The site's eligible orders in keyset batches, each locked and re-read under its locks; batches whose
-        orders are all held or just handled by a concurrent run are skipped."""
+        orders are all held or just handled by a concurrent run are skipped. The first batch holds at most
+        ``first`` orders, so that the calls start while the next, full batch is prepared."""
         after: str | None = None
+        limit = min(first, self.batch_size)
         while True:
-            batch = store.eligible_orders(
-                conn, self.job.value, site.site_id, after=after, limit=self.batch_size, run_id=run_id
-            )
+            batch = store.eligible_orders(conn, self.job.value, site.site_id, after=after, limit=limit, run_id=run_id)
+            limit = self.batch_size
             conn.rollback()
             if not batch:
                 return
