@@ -13,8 +13,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 from html import escape
-from html.parser import HTMLParser
 from typing import Any
+
+from testkit import payment, pid
 
 HOSTED = "KOMOJU_HOSTED_PAGE"
 ORDER_COLUMNS = (
@@ -32,12 +33,6 @@ ORDER_COLUMNS = (
     "komoju_refund_response",
 )
 _JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
-
-
-def pid(label: str) -> str:
-    """A KOMOJU-shaped payment id (25 lowercase alphanumerics) that reads as ``label``."""
-    assert re.fullmatch(r"[a-z0-9]{1,25}", label), label
-    return label.ljust(25, "0")
 
 
 @dataclass(frozen=True)
@@ -110,11 +105,6 @@ class Case:
     @property
     def order_payment_status(self) -> str:
         return self.payment_status or ("not_paid" if self.job == "cancel" else "paid")
-
-
-def payment(label: str, status: str, amount: int, currency: str = "JPY", **extra: Any) -> dict[str, Any]:
-    """A payment at KOMOJU (amount in the currency's smallest unit)."""
-    return {"id": pid(label), "status": status, "amount": amount, "currency": currency, **extra}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -415,43 +405,6 @@ def effects_by_payment(entries: list[dict[str, Any]]) -> dict[str, list[tuple[st
         if entry["type"] == "effect":
             found[entry["payment_id"]].append((entry["action"], entry["amount"]))
     return dict(found)
-
-
-def html_body(mail: Any) -> str:
-    """The HTML part of a received e-mail."""
-    part = mail.message.get_body(("html",))
-    assert part is not None, f"no HTML part in {mail.message['Subject']!r}"
-    return part.get_content()
-
-
-class _TableCells(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.rows: list[list[str]] = []
-        self._cell: list[str] | None = None
-
-    def handle_starttag(self, tag: str, attrs: Any) -> None:
-        if tag == "tr":
-            self.rows.append([])
-        elif tag == "td":
-            self._cell = []
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "td" and self._cell is not None:
-            self.rows[-1].append("".join(self._cell).strip())
-            self._cell = None
-
-    def handle_data(self, data: str) -> None:
-        if self._cell is not None:
-            self._cell.append(data)
-
-
-def table_rows(html: str) -> list[list[str]]:
-    """The data rows (``<td>`` cells, as text) of the e-mail's table. A ``<b>`` written into the HTML as markup
-    rather than as escaped text would not survive as part of a cell's text."""
-    parser = _TableCells()
-    parser.feed(html)
-    return [row for row in parser.rows if row]
 
 
 def formatted_amount(amount: str | None, currency: str | None) -> str | None:

@@ -26,14 +26,13 @@ from scenario import (
     emulator_scenario,
     escaped,
     formatted_amount,
-    html_body,
     is_japanese,
     orders_table,
     query,
     row_problems,
     setup_database,
-    table_rows,
 )
+from testkit import html_body, table_rows
 
 from emulator.testing import EmulatorServer
 

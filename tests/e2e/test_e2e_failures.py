@@ -19,15 +19,14 @@ from scenario import (
     Site,
     effects_by_payment,
     emulator_scenario,
-    html_body,
     orders_table,
     payment,
     pid,
     query,
     row_problems,
     setup_database,
-    table_rows,
 )
+from testkit import html_body, table_rows
 
 from emulator.testing import EmulatorServer
 

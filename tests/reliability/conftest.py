@@ -10,42 +10,18 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from reliability_kit import SEED
+from testkit import RunResult, dag_runner
 
 from devtools import PROJECT_ROOT
 
 
 def pytest_report_header(config: Any) -> str:
     return f"komoju reliability suite: seed {SEED} (KOMOJU_RELIABILITY_SEED)"
-
-
-@dataclass(frozen=True)
-class TaskResult:
-    task_id: str
-    map_index: int
-    label: str | None  # rendered_map_index: the site id for the per-site tasks
-    state: str | None
-    try_number: int
-
-
-@dataclass(frozen=True)
-class RunResult:
-    dag_id: str
-    run_id: str
-    state: str
-    tasks: tuple[TaskResult, ...]
-
-    def task(self, task_id: str) -> TaskResult:
-        (found,) = [t for t in self.tasks if t.task_id == task_id]
-        return found
-
-    def per_site(self, task_id: str) -> dict[str | None, TaskResult]:
-        return {t.label: t for t in self.tasks if t.task_id == task_id and t.map_index >= 0}
 
 
 @pytest.fixture(scope="session")
@@ -85,33 +61,10 @@ def rel_dagbag(airflow_template):
 
 
 @pytest.fixture(scope="session")
-def param_defaults(rel_dagbag) -> dict[str, dict[str, Any]]:
-    return {dag_id: {name: dag.params[name] for name in dag.params} for dag_id, dag in rel_dagbag.dags.items()}
-
-
-@pytest.fixture(scope="session")
-def run_dag(rel_dagbag, param_defaults) -> Callable[..., RunResult]:
-    """``run_dag(dag_id, **conf)``: one whole run with ``dag.test()`` in this process, summarised.
-
-    Every param is passed (defaults filled in): ``dag.test()`` updates the params of the shared task objects
-    with a run's conf, so one left out would keep an earlier run's value.
-    """
-
-    def run(dag_id: str, **conf: Any) -> RunResult:
-        unknown = set(conf) - set(param_defaults[dag_id])
-        assert not unknown, f"{dag_id} has no param(s) {sorted(unknown)}"
-        dag_run = rel_dagbag.dags[dag_id].test(run_conf={**param_defaults[dag_id], **conf})
-        tasks = tuple(
-            TaskResult(ti.task_id, ti.map_index, ti.rendered_map_index, _state(ti.state), ti.try_number)
-            for ti in dag_run.get_task_instances()
-        )
-        return RunResult(dag_id, dag_run.run_id, _state(dag_run.state), tasks)
-
-    return run
-
-
-def _state(state: Any) -> str | None:
-    return None if state is None else str(getattr(state, "value", state))
+def run_dag(rel_dagbag) -> Callable[..., RunResult]:
+    """``run_dag(dag_id, **conf)``: one whole run with ``dag.test()`` in this process, summarised
+    (``testkit.dag_runner``)."""
+    return dag_runner(rel_dagbag)
 
 
 @pytest.fixture(scope="session")

@@ -16,9 +16,10 @@ import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
+
+from testkit import html_body, payment, pid, table_rows
 
 from devtools import PROJECT_ROOT
 from devtools.demo import airflow_environment
@@ -37,14 +38,6 @@ DAG_IDS = {"cancel": "komoju_cancel_process", "refund": "komoju_refund_process"}
 SITE_TASKS = {"cancel": "cancel_site", "refund": "refund_site"}
 DONE = {"cancel": "Cancelled", "refund": "Refunded"}
 OUTCOME_OF_STATUS = {"Cancelled": "succeeded", "Refunded": "succeeded", "Rejected": "rejected", "Failed": "failed"}
-
-
-def pid(label: str) -> str:
-    """A KOMOJU-shaped payment id (25 lowercase alphanumerics) that reads as ``label``."""
-    assert label.isalnum(), label
-    assert label.islower(), label
-    assert len(label) <= 25, label
-    return label.ljust(25, "x")  # padded with a letter: "t1" and "t10" stay apart
 
 
 def komoju_connection(base_url: str, secret_key: str, **extra: Any) -> dict[str, Any]:
@@ -83,11 +76,6 @@ class Order:
     @property
     def payment_status(self) -> str:
         return "not_paid" if self.job == "cancel" else "paid"
-
-
-def payment(label: str, status: str, amount: int, currency: str = "JPY", **extra: Any) -> dict[str, Any]:
-    """A payment at KOMOJU (amount in the currency's smallest unit)."""
-    return {"id": pid(label), "status": status, "amount": amount, "currency": currency, **extra}
 
 
 def done_order(site_id: str, job: str, order_no: str, label: str, amount: int) -> Order:
@@ -247,41 +235,9 @@ def half_written(conn: Any, job: str, site_ids: Iterable[str]) -> list[str]:
     return problems
 
 
-class _TableCells(HTMLParser):
-    """The ``<td>`` texts of each ``<tr>`` (escaped text comes back unescaped; raw markup would not survive)."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.rows: list[list[str]] = []
-        self._cell: list[str] | None = None
-
-    def handle_starttag(self, tag: str, attrs: Any) -> None:
-        if tag == "tr":
-            self.rows.append([])
-        elif tag == "td":
-            self._cell = []
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "td" and self._cell is not None:
-            self.rows[-1].append("".join(self._cell).strip())
-            self._cell = None
-
-    def handle_data(self, data: str) -> None:
-        if self._cell is not None:
-            self._cell.append(data)
-
-
-def html_body(mail: ReceivedMail) -> str:
-    part = mail.message.get_body(("html",))
-    assert part is not None, f"no HTML part in {mail.message['Subject']!r}"
-    return part.get_content()
-
-
 def mailed_rows(mail: ReceivedMail) -> list[list[str]]:
     """The table rows of a failure e-mail: [order number, amount, status, reason]."""
-    parser = _TableCells()
-    parser.feed(html_body(mail))
-    return [row for row in parser.rows if row]
+    return table_rows(html_body(mail))
 
 
 def mailed_orders(mail: ReceivedMail) -> tuple[str, ...]:
@@ -320,6 +276,24 @@ def check_mails(messages: Iterable[ReceivedMail], recipient: str, finals: Iterab
             check.problems.append(f"final failure {order} sent in {carried[order]} different e-mails")
     check.problems += [f"order {o} e-mailed but not a final failure" for o in sorted(set(carried) - finals)]
     return check
+
+
+def assert_site_finished(
+    conn: Any, job: str, site_id: str, orders: list[Order], ledger: list[dict[str, Any]],
+    messages: Iterable[ReceivedMail], recipient: str, context: str = "",
+) -> None:  # fmt: skip
+    """The end state every single-site scenario checks: each order as expected with exactly one effect, none
+    half-written, the final failures recorded and each e-mailed once to ``recipient``."""
+    assert outcome_problems(conn, job, orders, ledger) == [], context
+    assert half_written(conn, job, [site_id]) == []
+    finals = {o.order_no for o in orders if o.final}
+    recorded = {o for (o,) in rows(conn, "SELECT order_no FROM komoju.final_failure WHERE site_id = %s",
+                                   (site_id,))}  # fmt: skip
+    assert recorded == finals
+    assert unsent_failures(conn, job, [site_id]) == []
+    mails = check_mails(messages, recipient, finals)
+    assert mails.problems == []
+    assert mails.duplicates == 0
 
 
 def unsent_failures(conn: Any, job: str, site_ids: Iterable[str]) -> list[tuple[str, str]]:

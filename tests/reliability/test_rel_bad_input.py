@@ -30,7 +30,6 @@ from reliability_kit import (
     check_mails,
     done_order,
     half_written,
-    html_body,
     insert_orders,
     insert_site,
     job_statuses,
@@ -43,6 +42,7 @@ from reliability_kit import (
     rows,
     scenario,
 )
+from testkit import html_body
 
 from emulator.testing import EmulatorServer
 

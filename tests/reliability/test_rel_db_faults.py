@@ -22,18 +22,15 @@ from reliability_kit import (
     SEED,
     SITE_TASKS,
     already_done_order,
-    check_mails,
+    assert_site_finished,
     done_order,
-    half_written,
     insert_orders,
     insert_site,
     komoju_connection,
-    outcome_problems,
     rejected_order,
     rows,
     scenario,
     unknown_payment_order,
-    unsent_failures,
 )
 
 from devtools.ports import poll_until
@@ -126,16 +123,7 @@ def test_session_killed_mid_batch_the_task_retry_finishes_the_work(
         assert site_task.try_number == 2, "the site task should have failed once, then its retry finished"
         assert run.state == "success"
         ledger = komoju.ledger()
-        assert outcome_problems(db, job, orders, ledger) == []
-        assert half_written(db, job, [site_id]) == []
-        finals = {o.order_no for o in orders if o.final}
-        recorded = {o for (o,) in rows(db, "SELECT order_no FROM komoju.final_failure WHERE site_id = %s",
-                                       (site_id,))}  # fmt: skip
-        assert recorded == finals
-        assert unsent_failures(db, job, [site_id]) == []
-        mails = check_mails(smtp_sink.messages, recipient, finals)
-        assert mails.problems == []
-        assert mails.duplicates == 0
+        assert_site_finished(db, job, site_id, orders, ledger, smtp_sink.messages, recipient)
         # the retry resent the keys the first try had stored: one attempt per order, never a second key
         attempts = rows(db, "SELECT order_no, count(*) FROM komoju.attempt WHERE site_id = %s GROUP BY 1",
                         (site_id,))  # fmt: skip

@@ -24,9 +24,8 @@ from reliability_kit import (
     SITE_TASKS,
     Order,
     already_done_order,
-    check_mails,
+    assert_site_finished,
     done_order,
-    half_written,
     insert_orders,
     insert_site,
     job_statuses,
@@ -38,7 +37,6 @@ from reliability_kit import (
     rows,
     scenario,
     unknown_payment_order,
-    unsent_failures,
 )
 
 from emulator.faults import parse_rule
@@ -140,16 +138,7 @@ def test_random_faults_every_order_right_within_max_attempts_runs_exactly_once(
         print(f"{job} seed {seed}: final after {runs} run(s); faults fired: {dict(sorted(fired.items()))}")
 
         ledger = komoju.ledger()
-        assert outcome_problems(db, job, orders, ledger) == [], f"after {runs} runs"
-        assert half_written(db, job, [site_id]) == []
-        finals = {o.order_no for o in orders if o.final}
-        recorded = {o for (o,) in rows(db, "SELECT order_no FROM komoju.final_failure WHERE site_id = %s",
-                                       (site_id,))}  # fmt: skip
-        assert recorded == finals
-        assert unsent_failures(db, job, [site_id]) == []
-        mails = check_mails(smtp_sink.messages, recipient, finals)
-        assert mails.problems == []
-        assert mails.duplicates == 0
+        assert_site_finished(db, job, site_id, orders, ledger, smtp_sink.messages, recipient, f"after {runs} runs")
         # every POST carried its order's stored key; one key per order (the faults never led to a new attempt)
         keys = rows(db, "SELECT komoju_payment_id, idempotency_key FROM komoju.attempt WHERE site_id = %s",
                     (site_id,))  # fmt: skip

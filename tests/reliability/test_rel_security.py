@@ -43,13 +43,13 @@ from reliability_kit import (
     insert_orders,
     insert_site,
     komoju_connection,
-    pid,
     rejected_order,
     rows,
     scenario,
     subprocess_environment,
     unknown_payment_order,
 )
+from testkit import pid
 
 from devtools import PROJECT_ROOT
 from devtools.smtp_sink import SmtpSink
