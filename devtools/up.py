@@ -1,13 +1,22 @@
-"""``make up`` / ``make down``: the demo's local services plus ``airflow standalone``, for the Airflow UI.
+"""``make up`` / ``make down``: the demo's local services plus a local Airflow, for the Airflow UI.
 
 ``up`` loads the demo data into a fresh ``komoju_demo`` database, starts the KOMOJU emulator, an SMTP sink
-(saving to ``.local/mail``) and ``airflow standalone`` (home ``.local/up/airflow``) with the connections stored in
-Airflow and the three DAGs unpaused, waits until the UI answers, and prints its URL and login. Each process is
-started in its own session and recorded in ``.local/up/processes.json``; ``down`` stops exactly those (and a
-throwaway PostgreSQL cluster ``up`` started), then checks their ports are free.
+(saving to ``.local/mail``) and Airflow's four components (API server, scheduler with LocalExecutor, DAG
+processor, triggerer; home ``.local/up/airflow``, SQLite) with the connections stored in Airflow and the three
+DAGs unpaused, waits until the UI answers, and prints its URL and the logins of four users, one per
+SimpleAuthManager role (admin, op, user, viewer). Each process is started in its own session and recorded in
+``.local/up/processes.json``; ``down`` stops exactly those (and a throwaway PostgreSQL cluster ``up`` started),
+then checks their ports are free.
 
-Ports: ``AIRFLOW_PORT`` (8080), ``KOMOJU_EMULATOR_PORT`` (8123), ``SMTP_PORT`` (8025), ``PGPORT`` (the throwaway
-cluster's, when no PostgreSQL server is found).
+Safe by default: the API server listens on 127.0.0.1 only, and the scheduler and triggerer start no log server
+(Airflow's log servers listen on every interface; the API server reads the task logs from ``.local/up/airflow``
+itself). ``AIRFLOW_HOST`` makes the API server listen elsewhere (``0.0.0.0``: every interface).
+
+Honoured: ``AIRFLOW_HOST`` (127.0.0.1), ``AIRFLOW_PORT`` (8080), ``KOMOJU_EMULATOR_PORT`` (8123), ``SMTP_PORT``
+(8025), ``PGPORT`` (the throwaway cluster's, when no PostgreSQL server is found) and the PostgreSQL choice of
+``make demo`` (``KOMOJU_TEST_DSN``, ``PG*``). Replaced: every ``AIRFLOW__*``, ``AIRFLOW_CONN_*`` and ``KOMOJU_*``
+variable of the caller's environment (the local Airflow is configured by this file alone); ``up`` lists those it
+ignored.
 """
 
 from __future__ import annotations
@@ -53,6 +62,31 @@ def _spawn(name: str, argv: list[str], env: dict[str, str]) -> dict:
     return {"name": name, "pid": process.pid, "log": str(log.relative_to(PROJECT_ROOT))}
 
 
+# SimpleAuthManager's roles, most powerful first, and what each may do on the KOMOJU page.
+ROLES = {
+    "admin": "everything",
+    "op": "also a site's settings on the KOMOJU page (Airflow: edit connections, pools, variables)",
+    "user": "also payment methods on the KOMOJU page (Airflow: edit and trigger DAGs)",
+    "viewer": "read only",
+}
+HONOURED = ("AIRFLOW_HOST", "AIRFLOW_PORT", "KOMOJU_EMULATOR_PORT", "SMTP_PORT", "PGPORT", "KOMOJU_TEST_DSN")
+COMPONENTS = {  # name: the airflow command (no log servers: they would listen on every interface)
+    "api-server": ["api-server"],
+    "scheduler": ["scheduler", "--skip-serve-logs"],
+    "dag-processor": ["dag-processor"],
+    "triggerer": ["triggerer", "--skip-serve-logs"],
+}
+
+
+def _ignored_variables() -> list[str]:
+    """The caller's Airflow and komoju settings that ``up`` replaces with its own."""
+    return sorted(
+        name
+        for name in os.environ
+        if name.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_", "KOMOJU_")) and name not in HONOURED
+    )
+
+
 def _airflow(env: dict[str, str], *args: str) -> None:
     airflow = str(Path(sys.executable).with_name("airflow"))
     done = subprocess.run([airflow, *args], env=env, capture_output=True, text=True, timeout=300, check=False)
@@ -69,6 +103,10 @@ def up() -> int:
         "emulator": _port("KOMOJU_EMULATOR_PORT", 8123),
         "smtp": _port("SMTP_PORT", 8025),
     }
+    host = os.environ.get("AIRFLOW_HOST") or "127.0.0.1"
+    ignored = _ignored_variables()
+    if ignored:
+        print(f"make up configures its own Airflow and ignores these variables of yours: {', '.join(ignored)}")
     busy = [f"{name} port {port}" for name, port in ports.items() if _listening(port)]
     if busy:
         print(f"Port(s) in use: {', '.join(busy)}. Free them or choose others (AIRFLOW_PORT, ...).", file=sys.stderr)
@@ -81,10 +119,13 @@ def up() -> int:
         database = fresh_database(pg)
         python = sys.executable
         env = airflow_environment(AIRFLOW_HOME)
+        env["AIRFLOW__API__HOST"] = host
         env["AIRFLOW__API__PORT"] = str(ports["airflow"])
+        env["AIRFLOW__CORE__EXECUTOR"] = "LocalExecutor"
+        env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = ",".join(f"{role}:{role}" for role in ROLES)
         # Tasks reach the API server's execution API. Its default URL says localhost:8080: the port may differ,
         # and localhost may resolve to ::1 while the API server listens on IPv4 only.
-        env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://127.0.0.1:{ports['airflow']}/execution/"
+        env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://{_client_host(host)}:{ports['airflow']}/execution/"
         emulator_url = f"http://127.0.0.1:{ports['emulator']}"
         state["processes"].append(
             _spawn(
@@ -103,8 +144,8 @@ def up() -> int:
         PROCESSES.write_text(json.dumps(state))
 
         AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
-        password = secrets.token_urlsafe(12)
-        (AIRFLOW_HOME / "simple_auth_manager_passwords.json.generated").write_text(json.dumps({"admin": password}))
+        passwords = {role: secrets.token_urlsafe(12) for role in ROLES}
+        (AIRFLOW_HOME / "simple_auth_manager_passwords.json.generated").write_text(json.dumps(passwords))
         _airflow(env, "db", "migrate")
         connection_file = STATE / "connections.json"
         connection_file.write_text(json.dumps(connections(pg, database, emulator_url, ports["smtp"])))
@@ -113,15 +154,18 @@ def up() -> int:
         _airflow(env, "dags", "reserialize")
         for dag_id in DAG_IDS:
             _airflow(env, "dags", "unpause", dag_id)
-        state["processes"].append(_spawn("airflow", [str(Path(python).with_name("airflow")), "standalone"], env))
+        airflow = str(Path(python).with_name("airflow"))
+        for name, command in COMPONENTS.items():
+            state["processes"].append(_spawn(name, [airflow, *command], env))
         PROCESSES.write_text(json.dumps(state))
 
-        url = f"http://localhost:{ports['airflow']}"
-        standalone = state["processes"][-1]["pid"]
+        url = f"http://{_client_host(host)}:{ports['airflow']}"
+        airflow_pids = {p["name"]: p["pid"] for p in state["processes"] if p["name"] in COMPONENTS}
 
         def serving() -> bool:
-            if not _alive(standalone):
-                raise RuntimeError(f"airflow standalone exited; see {STATE.relative_to(PROJECT_ROOT)}/airflow.log")
+            dead = [name for name, pid in airflow_pids.items() if not _alive(pid)]
+            if dead:
+                raise RuntimeError(f"airflow {dead[0]} exited; see {STATE.relative_to(PROJECT_ROOT)}/{dead[0]}.log")
             return requests.get(f"{url}/api/v2/monitor/health", timeout=2).ok
 
         poll_until(
@@ -135,14 +179,26 @@ def up() -> int:
         print("Start-up failed; stopping what was started.", file=sys.stderr)
         down()
         raise
-    print(f"\nAirflow UI: {url}   login: admin / {password}")
+    print(f"\nAirflow UI: {url}   (listening on {host}; AIRFLOW_HOST changes it)")
+    print("Logins (SimpleAuthManager roles; the README's KOMOJU page section says who may do what):")
+    for role, what in ROLES.items():
+        print(f"  login: {role} / {passwords[role]}   {what}")
     print(f"KOMOJU emulator: {emulator_url}   SMTP sink: 127.0.0.1:{ports['smtp']} -> .local/mail/")
     print(f"Status database: {pg.origin}, database {database}. Logs: {STATE.relative_to(PROJECT_ROOT)}/*.log")
     print("The three komoju_* DAGs are unpaused (cancel and refund run every 30 minutes). Stop with `make down`.")
     return 0
 
 
+def _client_host(host: str) -> str:
+    """Where a client on this machine reaches a server listening on ``host``."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 (a comparison, not a bind)
+
+
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a child of ours that exited is reaped, not mistaken for alive as a zombie)."""
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG) != (0, 0):
+            return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

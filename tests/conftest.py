@@ -23,6 +23,8 @@ os.environ.update(
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        # SimpleAuthManager's four roles, for the KOMOJU page's permission tests (passwords: generated file).
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,op:op,user:user,viewer:viewer",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}",
         # DAG files read these at parse time: keep Airflow's task retries real but quick in tests.
         "KOMOJU_RETRY_DELAY_SECONDS": "0.2",
@@ -42,6 +44,8 @@ def pytest_sessionfinish(session, exitstatus):
 # ---------------------------------------------------------------------------------------------------------------
 import json  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Any  # noqa: E402
 
 import psycopg2  # noqa: E402
 import pytest  # noqa: E402
@@ -51,7 +55,7 @@ from devtools.smtp_sink import SmtpSink  # noqa: E402
 
 # Every table integrators and jobs write; emptied before each test that uses ``db``.
 TRUNCATE_KOMOJU_TABLES = (
-    "TRUNCATE komoju.final_failure, komoju.notification, komoju.attempt,"
+    "TRUNCATE komoju.final_failure, komoju.notification, komoju.attempt, komoju.setting_change,"
     " komoju.payment_method, komoju.orders, komoju.site RESTART IDENTITY CASCADE"
 )
 
@@ -128,3 +132,35 @@ def airflow_db() -> Path:
 
     airflow_db_utils.resetdb()
     return AIRFLOW_HOME / "airflow.db"
+
+
+@dataclass
+class AirflowApi:
+    """Airflow's API server app in this process (``TestClient``), and a Bearer header per SimpleAuthManager role."""
+
+    client: Any
+    tokens: dict[str, dict[str, str]]
+
+
+@pytest.fixture(scope="session")
+def airflow_api(airflow_db, komoju_database) -> Iterator[AirflowApi]:
+    """Airflow's API server app with the plugins folder's KOMOJU plugin mounted, each role logged in through
+    ``POST /auth/token``, and the DAGs serialized (Airflow shows a DAG's audit log entries only to users who may
+    read a DAG it knows)."""
+    import argparse
+
+    from airflow.api_fastapi.app import create_app, purge_cached_app
+    from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
+    from airflow.cli.commands.dag_command import dag_reserialize
+    from fastapi.testclient import TestClient
+
+    dag_reserialize(argparse.Namespace(bundle_name=None))
+    client = TestClient(create_app(), base_url="http://testserver")
+    passwords = SimpleAuthManager.get_passwords()
+    tokens = {}
+    for role in ("admin", "op", "user", "viewer"):
+        answer = client.post("/auth/token", json={"username": role, "password": passwords[role]})
+        assert answer.status_code in (200, 201), answer.text
+        tokens[role] = {"Authorization": f"Bearer {answer.json()['access_token']}"}
+    yield AirflowApi(client, tokens)
+    purge_cached_app()

@@ -6,7 +6,10 @@
     python -m komoju payment-methods enable  --site S TYPE CUR     switch a method on
     python -m komoju payment-methods disable --site S TYPE CUR     switch a method off
     python -m komoju payment-methods move    --site S TYPE CUR N   put a method at position N (1 = first)
+    python -m komoju sites changes           --site S              who changed the site's settings, and what
     python -m komoju orders status           --site S [--job J]    counts per status, recent final failures
+
+Changes are recorded with the operating-system user in komoju.setting_change and in Airflow's audit log.
 
 Every command takes ``--conn-id`` (default ``komoju_postgres``), the Airflow connection of the status database.
 """
@@ -20,7 +23,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from komoju import db, migrations, store
+from komoju import access, audit, db, migrations, store
 from komoju.money import format_amount
 
 
@@ -78,6 +81,11 @@ def _parser() -> argparse.ArgumentParser:
     move.add_argument("type_slug")
     move.add_argument("currency")
     move.add_argument("position", type=int)
+
+    sites = commands.add_parser("sites", help="a site's settings").add_subparsers(required=True, metavar="ACTION")
+    changes = action(sites, "changes", _sites_changes, "recent changes of the site's settings and payment methods")
+    changes.add_argument("--site", required=True, help="site id")
+    changes.add_argument("--limit", type=int, default=20, help="changes to list (default: %(default)s)")
 
     orders = commands.add_parser("orders", help="a site's orders").add_subparsers(required=True, metavar="ACTION")
     status = action(orders, "status", _orders_status, "counts per cancel/refund status, and recent final failures")
@@ -158,8 +166,14 @@ def _methods_list(args: argparse.Namespace) -> int:
 def _toggle(args: argparse.Namespace, enabled: bool) -> int:
     def work(conn: Any) -> int:
         site = _known_site(conn, args.site)
-        if not store.set_payment_method_enabled(conn, site.site_id, args.type_slug, args.currency, enabled):
-            raise CommandError(_no_method(site.site_id, args))
+        actor = audit.cli_actor()
+        _apply(
+            conn,
+            lambda: store.set_payment_method_enabled(conn, site.site_id, args.type_slug, args.currency, enabled, actor),
+            actor,
+            site.site_id,
+            args,
+        )
         print(f"{args.type_slug} {args.currency.upper()} is now {'on' if enabled else 'off'} for site {site.site_id}")
         return 0
 
@@ -177,8 +191,14 @@ def _methods_disable(args: argparse.Namespace) -> int:
 def _methods_move(args: argparse.Namespace) -> int:
     def work(conn: Any) -> int:
         site = _known_site(conn, args.site)
-        if not store.move_payment_method(conn, site.site_id, args.type_slug, args.currency, args.position):
-            raise CommandError(_no_method(site.site_id, args))
+        actor = audit.cli_actor()
+        _apply(
+            conn,
+            lambda: store.move_payment_method(conn, site.site_id, args.type_slug, args.currency, args.position, actor),
+            actor,
+            site.site_id,
+            args,
+        )
         order = ", ".join(f"{m.type_slug} {m.currency}" for m in store.payment_methods(conn, site.site_id))
         print(f"Site {site.site_id}: {order}")
         return 0
@@ -186,11 +206,47 @@ def _methods_move(args: argparse.Namespace) -> int:
     return _with_db(args, work)
 
 
+def _apply(conn: Any, change: Callable[[], list], actor: Any, site_id: str, args: argparse.Namespace) -> None:
+    """Make a payment-method change, recorded with the OS user in komoju.setting_change and Airflow's audit log."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        audit.apply(conn, change, actor, dag_id=access.PAYMENT_METHODS_DAG)
+    except store.NotFound:
+        raise CommandError(_no_method(site_id, args)) from None
+    except SQLAlchemyError as exc:
+        raise CommandError(
+            f"Could not record the change in Airflow's audit log ({type(exc).__name__}: {str(exc).splitlines()[0]}), "
+            "so nothing was changed. Run this command where Airflow's metadata database is reachable (the "
+            "environment and airflow.cfg of your Airflow installation)."
+        ) from None
+
+
 def _no_method(site_id: str, args: argparse.Namespace) -> str:
     return (
         f"Site {site_id} has no payment method {args.type_slug} {args.currency.upper()}. "
         f"List them with: python -m komoju payment-methods list --site {site_id}"
     )
+
+
+# -------------------------------------------------------------------------------------------------------- sites
+
+
+def _sites_changes(args: argparse.Namespace) -> int:
+    def work(conn: Any) -> int:
+        site = _known_site(conn, args.site)
+        changes = store.setting_changes(conn, site.site_id, args.limit)
+        if not changes:
+            print(f"No change of site {site.site_id} is recorded.")
+        for c in changes:
+            what = f"{c.subject}: {c.field}" if c.subject else c.field
+            print(
+                f"{c.changed_at:%Y-%m-%d %H:%M:%S %Z}  {c.changed_by} ({c.channel})  {what}: "
+                f"{json.dumps(c.old_value, ensure_ascii=False)} -> {json.dumps(c.new_value, ensure_ascii=False)}"
+            )
+        return 0
+
+    return _with_db(args, work)
 
 
 # ------------------------------------------------------------------------------------------------------- orders

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from komoju import settings
+from komoju.settings import Actor, FieldChange
 from komoju.sql import query
 
 if TYPE_CHECKING:  # psycopg2 is imported where connections are opened (komoju.db), not by the DAG files
@@ -60,32 +62,63 @@ def all_sites(conn: Connection) -> list[Site]:
         return [_site(row) for row in cur.fetchall()]
 
 
-def update_site(
-    conn: Connection,
-    site_id: str,
-    *,
-    name: str | None,
-    notify_emails: Sequence[str],
-    email_locale: str,
-    email_enabled: bool,
-    active: bool,
-) -> bool:
-    """Change a site's settings; commits. False if there is no such site."""
+class NotFound(LookupError):
+    """A change names a site or payment method that does not exist."""
+
+
+def update_site(conn: Connection, site_id: str, wanted: Mapping[str, Any], actor: Actor) -> list[FieldChange]:
+    """Change the site settings ``wanted`` names (validated by :func:`komoju.settings.parse`), keep the others,
+    and record each changed field with ``actor``. Returns what changed. The caller commits (or rolls back):
+    :func:`komoju.audit.apply` does, once Airflow's audit log has the change too."""
     with conn.cursor() as cur:
-        cur.execute(
-            query("site_update"),
-            {
-                "site_id": site_id,
-                "name": name,
-                "notify_emails": list(notify_emails),
-                "email_locale": email_locale,
-                "email_enabled": email_enabled,
-                "active": active,
-            },
-        )
-        changed = cur.rowcount == 1
-    conn.commit()
-    return changed
+        cur.execute(query("site_for_update"), {"site_id": site_id})
+        row = cur.fetchone()
+        if row is None:
+            raise NotFound(f"There is no site '{site_id}' in komoju.site.")
+        changes = settings.site_diff(site_id, _site(row).__dict__, wanted)
+        if changes:
+            values: dict[str, Any] = {"site_id": site_id}
+            for name in settings.SITE_FIELDS:
+                values[f"set_{name}"] = name in wanted
+                values[name] = wanted.get(name)
+            cur.execute(query("site_update"), values)
+            _record_changes(cur, site_id, changes, actor)
+    return changes
+
+
+def _record_changes(cur: Any, site_id: str, changes: Sequence[FieldChange], actor: Actor) -> None:
+    cur.execute(
+        query("setting_changes_record"),
+        {
+            "changed_by": actor.name,
+            "channel": actor.channel,
+            "site_id": site_id,
+            "changes": json.dumps([change.to_json() for change in changes], default=str),
+        },
+    )
+
+
+@dataclass(frozen=True)
+class SettingChange:
+    """One recorded change of a site's settings or payment methods."""
+
+    change_id: int
+    changed_at: Any
+    changed_by: str
+    channel: str
+    action: str
+    site_id: str
+    subject: str | None
+    field: str
+    old_value: Any
+    new_value: Any
+
+
+def setting_changes(conn: Connection, site_id: str, limit: int = 20) -> list[SettingChange]:
+    """The site's most recent recorded changes, newest first."""
+    with conn.cursor() as cur:
+        cur.execute(query("setting_changes_of_site"), {"site_id": site_id, "limit": limit})
+        return [SettingChange(*row) for row in cur.fetchall()]
 
 
 def resolve_scope(conn: Connection, requested: Sequence[str]) -> list[Site]:
@@ -195,28 +228,48 @@ def payment_methods(conn: Connection, site_id: str) -> list[PaymentMethod]:
         ]
 
 
-def set_payment_method_enabled(conn: Connection, site_id: str, type_slug: str, currency: str, enabled: bool) -> bool:
-    """Switch one method on or off (the merchant's toggle); commits. False if there is no such method."""
+def set_payment_method_enabled(
+    conn: Connection, site_id: str, type_slug: str, currency: str, enabled: bool, actor: Actor
+) -> list[FieldChange]:
+    """Switch one method on or off (the merchant's toggle) and record it with ``actor``.
+    Raises NotFound if the site has no such method; returns [] when it already was so. The caller commits."""
+    subject = settings.method_subject(type_slug, currency)
+    key = {"site_id": site_id, "type_slug": type_slug, "currency": currency.upper()}
     with conn.cursor() as cur:
-        cur.execute(
-            query("payment_method_set_enabled"),
-            {"site_id": site_id, "type_slug": type_slug, "currency": currency.upper(), "enabled": enabled},
-        )
-        changed = cur.rowcount == 1
-    conn.commit()
-    return changed
+        old_enabled, _ = _method_for_update(cur, key, subject)
+        if old_enabled == enabled:
+            return []
+        cur.execute(query("payment_method_set_enabled"), {**key, "enabled": enabled})
+        changes = [FieldChange(settings.METHOD_TOGGLE, site_id, subject, "enabled", old_enabled, enabled)]
+        _record_changes(cur, site_id, changes, actor)
+    return changes
 
 
-def move_payment_method(conn: Connection, site_id: str, type_slug: str, currency: str, position: int) -> bool:
-    """Put one method at ``position`` (1-based) and renumber the site's methods; commits. False if absent."""
+def move_payment_method(
+    conn: Connection, site_id: str, type_slug: str, currency: str, position: int, actor: Actor
+) -> list[FieldChange]:
+    """Put one method at ``position`` (1-based; past the end: last), renumber the site's methods, and record the
+    moved method's old and new position with ``actor``. Raises NotFound if the site has no such
+    method; returns [] when it already was there. The caller commits."""
+    subject = settings.method_subject(type_slug, currency)
+    key = {"site_id": site_id, "type_slug": type_slug, "currency": currency.upper()}
     with conn.cursor() as cur:
-        cur.execute(
-            query("payment_method_move"),
-            {"site_id": site_id, "type_slug": type_slug, "currency": currency.upper(), "position": max(position, 1)},
-        )
-        moved = cur.rowcount > 0
-    conn.commit()
-    return moved
+        _, old_position = _method_for_update(cur, key, subject)
+        cur.execute(query("payment_method_move"), {**key, "position": max(position, 1)})
+        new_position = next(row[2] for row in cur.fetchall() if (row[0], row[1]) == (type_slug, key["currency"]))
+        if new_position == old_position:
+            return []
+        changes = [FieldChange(settings.METHOD_MOVE, site_id, subject, "position", old_position, new_position)]
+        _record_changes(cur, site_id, changes, actor)
+    return changes
+
+
+def _method_for_update(cur: Any, key: Mapping[str, str], subject: str) -> tuple[bool, int]:
+    cur.execute(query("payment_method_for_update"), key)
+    row = cur.fetchone()
+    if row is None:
+        raise NotFound(f"Site '{key['site_id']}' has no payment method {subject}.")
+    return row[0], row[1]
 
 
 def payment_methods_document(conn: Connection, site_id: str) -> list[dict[str, Any]]:

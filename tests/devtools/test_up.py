@@ -5,6 +5,7 @@ this module in order; the last one stops it and checks nothing is left. About th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -53,14 +54,20 @@ class Live:
     def __init__(self, env: dict[str, str], ports: dict[str, int], stdout: str) -> None:
         self.env = env
         self.ports = ports
-        self.url = f"http://localhost:{ports['AIRFLOW_PORT']}"
-        self.password = stdout.split("login: admin / ")[1].split()[0]
+        self.url = f"http://127.0.0.1:{ports['AIRFLOW_PORT']}"
+        self.passwords = dict(re.findall(r"^  login: (\w+) / (\S+)", stdout, re.MULTILINE))
+        assert sorted(self.passwords) == ["admin", "op", "user", "viewer"], stdout
+        self.password = self.passwords["admin"]
         self.pids = [p["pid"] for p in json.loads(PROCESSES.read_text())["processes"]]
-        token = requests.post(
-            f"{self.url}/auth/token", json={"username": "admin", "password": self.password}, timeout=30
+        self.tokens = {role: self.token(role) for role in self.passwords}
+        self.headers = self.tokens["admin"]
+
+    def token(self, role: str) -> dict[str, str]:
+        answer = requests.post(
+            f"{self.url}/auth/token", json={"username": role, "password": self.passwords[role]}, timeout=30
         )
-        assert token.status_code in (200, 201), token.text
-        self.headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        assert answer.status_code in (200, 201), answer.text
+        return {"Authorization": f"Bearer {answer.json()['access_token']}"}
 
     def trigger(self, dag_id: str, conf: dict[str, Any]) -> str:
         """Trigger ``dag_id`` over REST and wait for it to finish; return its run id."""
@@ -98,11 +105,29 @@ def live():
     started = _make("up", env)
     try:
         assert started.returncode == 0, started.stdout[-3000:] + started.stderr[-3000:]
-        assert f"Airflow UI: http://localhost:{ports['AIRFLOW_PORT']}   login: admin / " in started.stdout
+        assert f"Airflow UI: http://127.0.0.1:{ports['AIRFLOW_PORT']}   (listening on 127.0.0.1" in started.stdout
         yield Live(env, ports, started.stdout)
     finally:
         if PROCESSES.exists():  # a test failed before test_make_down_leaves_nothing
             _make("down", env)
+
+
+def test_make_up_listens_on_loopback_only(live):
+    """Nothing `make up` started (nor any process they started) accepts connections from another machine."""
+    import psutil
+
+    processes = []
+    for pid in live.pids:
+        parent = psutil.Process(pid)
+        processes += [parent, *parent.children(recursive=True)]
+    pids = {process.pid for process in processes}
+    listening = {
+        (conn.laddr.ip, conn.laddr.port)
+        for conn in psutil.net_connections(kind="inet")
+        if conn.status == psutil.CONN_LISTEN and conn.pid in pids
+    }
+    assert ("127.0.0.1", live.ports["AIRFLOW_PORT"]) in listening, listening
+    assert {ip for ip, _ in listening} <= {"127.0.0.1", "::1"}, listening
 
 
 def test_rest_trigger_of_one_site_succeeds_with_one_mapped_instance(live):
@@ -125,12 +150,10 @@ def _methods(live) -> list[tuple[str, bool]]:
         conn.close()
 
 
-@pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (make test installs Debian's)")
-def test_komoju_page_in_a_real_browser(live):
+@contextlib.contextmanager
+def _chromium():
     from playwright.sync_api import sync_playwright
 
-    live.trigger("komoju_update_payment_methods", {"site_ids": ["tokyo"]})
-    assert ("konbini JPY", True) in _methods(live)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -140,66 +163,125 @@ def test_komoju_page_in_a_real_browser(live):
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"],
         )  # fmt: skip
         try:
-            page = browser.new_context(locale="en-US").new_page()
-            page.goto(live.url)
-            page.fill("input[name=username]", "admin")
-            page.fill("input[name=password]", live.password)
-            page.click("button:has-text('Sign in')")
-            page.get_by_role("link", name="KOMOJU").click()
-            # Playwright's sync API only sees the page change while one of its own calls waits: no poll_until here.
-            frame = page.wait_for_selector("iframe[src*='/komoju']", timeout=60_000).content_frame()
-            frame.wait_for_selector("#site-tokyo")
-            page.screenshot(path=SCREENSHOTS / "1-sites.png")
-
-            frame.click("#site-tokyo >> text=Payment methods")
-            frame.wait_for_selector('tr[data-method="konbini:JPY"]')
-            row = 'tr[data-method="konbini:JPY"]'
-
-            def toggle(to: bool) -> None:
-                frame.click(f"{row} button.toggle")
-                frame.wait_for_selector(f"{row}.off" if not to else f"{row}:not(.off)")  # the page came back
-                assert ("konbini JPY", to) in _methods(live)
-
-            toggle(False)
-            toggle(True)
-            toggle(False)  # off, to see a sync keep it off
-            frame.click(f"{row} button.move:has-text('Up')")
-            frame.wait_for_selector('#payment-methods tbody tr:first-child[data-method="konbini:JPY"]')
-            assert _methods(live)[0] == ("konbini JPY", False)
-            page.screenshot(path=SCREENSHOTS / "2-payment-methods.png")
-
-            live.trigger("komoju_update_payment_methods", {"site_ids": ["tokyo"]})
-            assert _methods(live)[0] == ("konbini JPY", False), "a sync after toggling must keep the toggle"
-
-            frame.click("text=Sites")
-            frame.fill("#emails-tokyo", "ops-tokyo@example.com\nfinance-tokyo@example.com")
-            frame.click("#site-tokyo button[type=submit]")
-            frame.wait_for_selector("p.message")
-            conn = live.database()
-            try:
-                assert store.sites(conn, ["tokyo"])[0].notify_emails == (
-                    "ops-tokyo@example.com",
-                    "finance-tokyo@example.com",
-                )
-                counts = store.order_status_counts(conn, "tokyo")
-            finally:
-                conn.close()
-            frame.click("#site-tokyo >> text=Order outcomes")
-            frame.wait_for_selector("#order-counts")
-            shown = frame.inner_text("#order-counts")
-            for status, count in counts["cancel"].items():
-                assert f"cancel\t{status or 'to do'}\t{count}" in shown, shown
-            page.screenshot(path=SCREENSHOTS / "3-orders.png")
-
-            frame.click("text=Sites")  # the latest run of each job per site, linked into Airflow's own pages
-            sync_run = frame.wait_for_selector("#site-tokyo table.latest-runs a.run")  # the sync's row comes first
-            assert sync_run.inner_text() == "success"
-            sync_run.click()  # Airflow's UI (the top window) shows that task instance
-            page.wait_for_url(re.compile(r"/dags/komoju_update_payment_methods/runs/[^/]+/tasks/sync_site/mapped/0$"))
-            page.wait_for_selector("text=tokyo", timeout=60_000)  # its page names the instance by its site label
-            page.screenshot(path=SCREENSHOTS / "4-latest-sync-run.png")
+            yield browser
         finally:
             browser.close()
+
+
+def _login(browser, live, role: str):
+    """A new browser session logged in to Airflow as ``role``."""
+    page = browser.new_context(locale="en-US").new_page()
+    page.goto(live.url)
+    page.fill("input[name=username]", role)
+    page.fill("input[name=password]", live.passwords[role])
+    page.click("button:has-text('Sign in')")
+    return page
+
+
+def _komoju_page(browser, live, role: str):
+    """A new browser session logged in as ``role``, on the KOMOJU page; returns (page, the KOMOJU frame)."""
+    page = _login(browser, live, role)
+    page.get_by_role("link", name="KOMOJU").click()
+    # Playwright's sync API only sees the page change while one of its own calls waits: no poll_until here.
+    frame = page.wait_for_selector("iframe[src*='/komoju']", timeout=60_000).content_frame()
+    frame.wait_for_selector("#site-tokyo")
+    return page, frame
+
+
+@pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (make test installs Debian's)")
+def test_komoju_page_in_a_real_browser(live):
+    live.trigger("komoju_update_payment_methods", {"site_ids": ["tokyo"]})
+    assert ("konbini JPY", True) in _methods(live)
+    with _chromium() as browser:
+        page, frame = _komoju_page(browser, live, "admin")
+        page.screenshot(path=SCREENSHOTS / "1-sites.png")
+
+        frame.click("#site-tokyo >> text=Payment methods")
+        frame.wait_for_selector('tr[data-method="konbini:JPY"]')
+        row = 'tr[data-method="konbini:JPY"]'
+
+        def toggle(to: bool) -> None:
+            frame.click(f"{row} button.toggle")
+            frame.wait_for_selector(f"{row}.off" if not to else f"{row}:not(.off)")  # the page came back
+            assert ("konbini JPY", to) in _methods(live)
+
+        toggle(False)
+        toggle(True)
+        toggle(False)  # off, to see a sync keep it off
+        frame.click(f"{row} button.move:has-text('Up')")
+        frame.wait_for_selector('#payment-methods tbody tr:first-child[data-method="konbini:JPY"]')
+        assert _methods(live)[0] == ("konbini JPY", False)
+        page.screenshot(path=SCREENSHOTS / "2-payment-methods.png")
+
+        live.trigger("komoju_update_payment_methods", {"site_ids": ["tokyo"]})
+        assert _methods(live)[0] == ("konbini JPY", False), "a sync after toggling must keep the toggle"
+
+        frame.click("text=Sites")
+        frame.fill("#emails-tokyo", "ops-tokyo@example.com\nfinance-tokyo@example.com")
+        frame.click("#site-tokyo button[type=submit]")
+        frame.wait_for_selector("p.message")
+        conn = live.database()
+        try:
+            assert store.sites(conn, ["tokyo"])[0].notify_emails == (
+                "ops-tokyo@example.com",
+                "finance-tokyo@example.com",
+            )
+            counts = store.order_status_counts(conn, "tokyo")
+        finally:
+            conn.close()
+        frame.click("#site-tokyo >> text=Order outcomes")
+        frame.wait_for_selector("#order-counts")
+        shown = frame.inner_text("#order-counts")
+        for status, count in counts["cancel"].items():
+            assert f"cancel\t{status or 'to do'}\t{count}" in shown, shown
+        page.screenshot(path=SCREENSHOTS / "3-orders.png")
+
+        frame.click("text=Sites")  # the latest run of each job per site, linked into Airflow's own pages
+        sync_run = frame.wait_for_selector("#site-tokyo table.latest-runs a.run")  # the sync's row comes first
+        assert sync_run.inner_text() == "success"
+        sync_run.click()  # Airflow's UI (the top window) shows that task instance
+        page.wait_for_url(re.compile(r"/dags/komoju_update_payment_methods/runs/[^/]+/tasks/sync_site/mapped/0$"))
+        page.wait_for_selector("text=tokyo", timeout=60_000)  # its page names the instance by its site label
+        page.screenshot(path=SCREENSHOTS / "4-latest-sync-run.png")
+
+
+@pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (make test installs Debian's)")
+def test_a_viewer_can_change_nothing_and_changes_are_in_airflows_audit_log(live):
+    before = _methods(live)
+    refused = requests.post(
+        f"{live.url}/komoju/sites/tokyo/payment-methods/toggle",
+        headers={**live.tokens["viewer"], "Origin": live.url},
+        data={"type_slug": "credit_card", "currency": "JPY", "enabled": "false"},
+        timeout=30,
+    )
+    assert refused.status_code == 403
+    assert "edit access to the DAG komoju_update_payment_methods" in refused.json()["detail"]
+    assert _methods(live) == before
+    with _chromium() as browser:
+        page, frame = _komoju_page(browser, live, "viewer")
+        controls = "form button, form input:not([type=hidden]), form textarea, form select"
+        assert frame.query_selector_all(controls) == [], "a viewer's sites page has no enabled control"
+        assert "cannot edit" in frame.inner_text("#site-tokyo .read-only")
+        frame.click("#site-tokyo >> text=Payment methods")
+        frame.wait_for_selector('tr[data-method="konbini:JPY"]')
+        assert frame.query_selector_all(controls) == [], "nor its payment methods page"
+        assert "komoju_update_payment_methods" in frame.inner_text(".read-only")
+        page.screenshot(path=SCREENSHOTS / "5-viewer-read-only.png")
+
+        # The admin's toggles of the browser test above are in Airflow's own audit log, with the admin's name.
+        admin = _login(browser, live, "admin")
+        admin.wait_for_selector("text=KOMOJU", timeout=60_000)
+        admin.goto(f"{live.url}/events")
+        admin.wait_for_selector("text=komoju.payment_method.toggle", timeout=60_000)
+        admin.screenshot(path=SCREENSHOTS / "6-audit-log.png")
+    logged = requests.get(
+        f"{live.url}/api/v2/eventLogs",
+        params={"event": "komoju.payment_method.toggle"},
+        headers=live.headers,
+        timeout=30,
+    ).json()["event_logs"]
+    assert {entry["owner"] for entry in logged} == {"admin"}
+    assert len(logged) >= 3  # off, on, off in the browser test
 
 
 def test_komoju_endpoints_need_a_login_and_refuse_cross_site_posts(live):
@@ -231,4 +313,6 @@ def test_screenshots_were_saved():
         "2-payment-methods.png",
         "3-orders.png",
         "4-latest-sync-run.png",
+        "5-viewer-read-only.png",
+        "6-audit-log.png",
     ]

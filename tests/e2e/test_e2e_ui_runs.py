@@ -6,11 +6,9 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
-from fastapi.testclient import TestClient
 from scenario import Case, Site, emulator_scenario, payment, setup_database
 
 from emulator.testing import EmulatorServer
-from komoju.ui import create_app
 
 # Sites of their own: Airflow's database is shared by the e2e session, and other tests run the DAGs too.
 SITES = tuple(
@@ -31,20 +29,27 @@ def _runs_table(page: str, site_id: str) -> str:
     return section.split('<table class="latest-runs">', 1)[1].split("</table>", 1)[0]
 
 
-def test_sites_page_links_the_latest_run_of_each_job_per_site(db, smtp_sink, run_dag, set_komoju_connection):
+def test_sites_page_links_the_latest_run_of_each_job_per_site(
+    db, smtp_sink, run_dag, set_komoju_connection, airflow_api
+):
     site, other = SITES[0], SITES[1]
     with EmulatorServer(emulator_scenario(CASES, SITES)) as komoju:
         set_komoju_connection("komoju_default", komoju.base_url, "sk_test_e2e_ui")
         setup_database(db, CASES, SITES)
-        client = TestClient(create_app(auth=lambda: {"username": "tester"}), base_url="http://testserver")
+        viewer = airflow_api.tokens["viewer"]
 
-        before = client.get("/?lang=en").text
+        def sites_page() -> str:
+            page = airflow_api.client.get("/komoju/?lang=en", headers=viewer)
+            assert page.status_code == 200, page.text
+            return page.text
+
+        before = sites_page()
         assert "not run yet" in _runs_table(before, site.site_id)
 
         first = run_dag("komoju_cancel_process", site_ids=[site.site_id])
         second = run_dag("komoju_cancel_process", site_ids=[site.site_id, other.site_id])
 
-        page = client.get("/?lang=en").text
+        page = sites_page()
         mine, theirs = _runs_table(page, site.site_id), _runs_table(page, other.site_id)
         for table, run in ((mine, second), (theirs, second)):
             label = site.site_id if table is mine else other.site_id

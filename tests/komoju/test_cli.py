@@ -10,7 +10,7 @@ from komoju import cli, store
 
 
 @pytest.fixture
-def site_with_methods(db):
+def site_with_methods(db, airflow_db):
     with db.cursor() as cur:
         cur.execute("INSERT INTO komoju.site (site_id, name) VALUES ('shop-ja', 'Shop')")
     db.commit()
@@ -53,6 +53,49 @@ def test_disable_enable_and_move_change_the_database(capsys, db, site_with_metho
     assert "paypay JPY, credit_card JPY, konbini JPY" in out
     db.rollback()
     assert [m.type_slug for m in store.payment_methods(db, "shop-ja")] == ["paypay", "credit_card", "konbini"]
+
+
+def test_changes_are_recorded_with_the_os_user_in_both_audit_places(capsys, db, site_with_methods):
+    import getpass
+
+    from airflow.models.log import Log
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        last_before = session.scalar(select(Log.id).order_by(Log.id.desc()).limit(1)) or 0
+    assert _run(capsys, "payment-methods", "disable", "--site", "shop-ja", "konbini", "JPY")[0] == 0
+    assert _run(capsys, "payment-methods", "move", "--site", "shop-ja", "konbini", "JPY", "3")[0] == 0
+    assert _run(capsys, "payment-methods", "disable", "--site", "shop-ja", "konbini", "JPY")[0] == 0  # no change
+    db.rollback()
+    recorded = [
+        (c.changed_by, c.channel, c.subject, c.field, c.old_value, c.new_value)
+        for c in store.setting_changes(db, "shop-ja")
+    ]
+    user = getpass.getuser()
+    assert recorded == [
+        (user, "cli", "konbini JPY", "position", 2, 3),
+        (user, "cli", "konbini JPY", "enabled", True, False),
+    ]
+    with create_session() as session:
+        logged = session.scalars(select(Log).where(Log.id > last_before).order_by(Log.id)).all()
+        entries = [(log.event, log.owner, log.dag_id, json.loads(log.extra)) for log in logged]
+    assert [(event, owner, dag_id) for event, owner, dag_id, _ in entries] == [
+        ("komoju.payment_method.toggle", user, "komoju_update_payment_methods"),
+        ("komoju.payment_method.move", user, "komoju_update_payment_methods"),
+    ]
+    assert entries[1][3] == {
+        "action": "komoju.payment_method.move",
+        "site_id": "shop-ja",
+        "subject": "konbini JPY",
+        "field": "position",
+        "old_value": 2,
+        "new_value": 3,
+        "channel": "cli",
+    }
+    code, out, _ = _run(capsys, "sites", "changes", "--site", "shop-ja")
+    assert code == 0
+    assert f"{user} (cli)  konbini JPY: position: 2 -> 3" in out.splitlines()[0]
 
 
 def test_unknown_site_or_method_is_a_clear_error(capsys, site_with_methods):

@@ -24,6 +24,7 @@ EXPECTED_TABLES = {
     "attempt",
     "notification",
     "final_failure",
+    "setting_change",
     "schema_migration",
 }
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 
 from komoju import store
+from komoju.settings import Actor
+
+OPERATOR = Actor("ops-test", "cli")
 
 
 def _method(slug: str, currency: str = "JPY", **extra) -> dict:
@@ -17,6 +20,18 @@ def site(db):
         cur.execute("INSERT INTO komoju.site (site_id, name) VALUES ('shop-ja', 'Shop JA')")
     db.commit()
     return "shop-ja"
+
+
+def _toggle(db, site_id, slug, enabled):
+    changes = store.set_payment_method_enabled(db, site_id, slug, "JPY", enabled, OPERATOR)
+    db.commit()
+    return changes
+
+
+def _move(db, site_id, slug, position):
+    changes = store.move_payment_method(db, site_id, slug, "JPY", position, OPERATOR)
+    db.commit()
+    return changes
 
 
 def _state(db, site_id):
@@ -39,8 +54,8 @@ def test_first_sync_adds_every_method_enabled_in_komoju_order(db, site):
 
 def test_resync_keeps_toggles_and_order_refreshes_names_and_marks_vanished(db, site):
     store.sync_payment_methods(db, site, [_method("credit_card"), _method("konbini"), _method("paypay")])
-    assert store.set_payment_method_enabled(db, site, "konbini", "JPY", False)
-    assert store.move_payment_method(db, site, "paypay", "JPY", 1)
+    assert _toggle(db, site, "konbini", False)
+    assert _move(db, site, "paypay", 1)
     counts = store.sync_payment_methods(
         db, site, [_method("credit_card", name_en="Card"), _method("konbini"), _method("bank_transfer")]
     )
@@ -53,7 +68,7 @@ def test_resync_keeps_toggles_and_order_refreshes_names_and_marks_vanished(db, s
     }
     assert [m.name_en for m in store.payment_methods(db, site) if m.type_slug == "credit_card"] == ["Card"]
     # paypay comes back: it keeps its toggle (switched off meanwhile) and its place.
-    store.set_payment_method_enabled(db, site, "paypay", "JPY", False)
+    _toggle(db, site, "paypay", False)
     store.sync_payment_methods(db, site, [_method("paypay"), _method("konbini")])
     assert _state(db, site)[("paypay", "JPY")] == (False, True, 1)
     assert _state(db, site)[("credit_card", "JPY")] == (True, False, 2)
@@ -76,8 +91,8 @@ def test_a_failing_sync_changes_nothing(db, site):
 
 def test_document_lists_offered_methods_in_order(db, site):
     store.sync_payment_methods(db, site, [_method("credit_card"), _method("konbini"), _method("paypay")])
-    store.set_payment_method_enabled(db, site, "konbini", "JPY", False)
-    store.move_payment_method(db, site, "paypay", "JPY", 1)
+    _toggle(db, site, "konbini", False)
+    _move(db, site, "paypay", 1)
     document = store.payment_methods_document(db, site)
     assert [(m["type_slug"], m["currency"]) for m in document] == [("paypay", "JPY"), ("credit_card", "JPY")]
     assert document[0]["name_ja"] == "paypay(ja)"
@@ -85,11 +100,25 @@ def test_document_lists_offered_methods_in_order(db, site):
 
 def test_move_to_the_end_and_unknown_methods(db, site):
     store.sync_payment_methods(db, site, [_method("a"), _method("b"), _method("c")])
-    assert store.move_payment_method(db, site, "a", "JPY", 99)
+    assert _move(db, site, "a", 99)
     assert [m.type_slug for m in store.payment_methods(db, site)] == ["b", "c", "a"]
     assert [m.position for m in store.payment_methods(db, site)] == [1, 2, 3]
-    assert not store.move_payment_method(db, site, "zzz", "JPY", 1)
-    assert not store.set_payment_method_enabled(db, site, "zzz", "JPY", False)
+    with pytest.raises(store.NotFound, match="Site 'shop-ja' has no payment method zzz JPY"):
+        _move(db, site, "zzz", 1)
+    with pytest.raises(store.NotFound, match="has no payment method zzz JPY"):
+        _toggle(db, site, "zzz", False)
+    db.rollback()
+    assert _move(db, site, "a", 3) == [], "a method already there changes nothing"
+    assert _toggle(db, site, "a", True) == [], "a method already on changes nothing"
+    (moved,) = store.setting_changes(db, site)
+    assert (moved.action, moved.subject, moved.field, moved.old_value, moved.new_value, moved.changed_by) == (
+        "komoju.payment_method.move",
+        "a JPY",
+        "position",
+        1,
+        3,
+        "ops-test",
+    )
 
 
 def test_resolve_scope(db, site):
