@@ -1,8 +1,8 @@
 """The Starlette application: KOMOJU's ``/api/v1`` endpoints plus the ``/_emulator`` control endpoints.
 
-Every API request goes through one pipeline (:meth:`Emulator.api`): route, authenticate, read the body and
-idempotency key, pick a fault, wait the configured latency, answer (or replay), misbehave if a fault says so,
-and record the request in the ledger.
+Every API request goes through one pipeline (:meth:`Emulator.api`): complete the pending operations whose time
+has come, route, authenticate, read the body and idempotency key, pick a fault, wait the configured latency,
+answer (or replay), misbehave if a fault says so, and record the request in the ledger.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import html
 import json
 import random
 import re
@@ -24,13 +25,14 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from emulator.faults import HTML_502_BODY, FaultRule, error_answer, parse_rules
+from emulator.faults import REPLAYABLE_FAULTS, FaultRule, fault_answer, parse_rules
 from emulator.scenario import ScenarioSource, build_state, read_scenario
 from emulator.state import (
     IDEMPOTENCY_HEADER,
     ApiError,
     ApiResponse,
     EmulatorState,
+    IdempotencyRecord,
     ScenarioError,
     not_found,
     request_fingerprint,
@@ -60,6 +62,7 @@ class _Call:
     merchant_id: str | None = None
     payment_id: str | None = None
     idempotency_key: str | None = None
+    fingerprint: str | None = None
     fault: FaultRule | None = None
     replayed: bool = False
     latency_done: bool = False
@@ -133,12 +136,24 @@ def _route(method: str, path: str) -> tuple[str, str | None]:
     raise not_found(f"No route matches {method} {path}.")
 
 
-def _json(answer: ApiResponse) -> JSONResponse:
+def _respond(answer: ApiResponse) -> Response:
+    """An answer on the wire: JSON, or an HTML page (a proxy's or firewall's)."""
+    if answer.media_type == "text/html":
+        return HTMLResponse(answer.body, status_code=answer.status, headers=dict(answer.headers))
     return JSONResponse(answer.body, status_code=answer.status, headers=dict(answer.headers))
 
 
-def _control_error(message: str, status: int = 400) -> JSONResponse:
-    return _json(ApiError(status, "bad_request" if status == 400 else "not_found", message).to_response())
+def _control_error(message: str, status: int = 400) -> Response:
+    return _respond(ApiError(status, "bad_request" if status == 400 else "not_found", message).to_response())
+
+
+def _customer_refund_page(refund_id: str, payment_id: str, amount: int, currency: str) -> str:
+    """What a customer sees at a cash refund's ``redirect_url`` (the emulator only shows it)."""
+    return (
+        "<!DOCTYPE html>\n<html><head><title>Refund</title></head>\n<body><h1>Refund "
+        f"{html.escape(refund_id)}</h1><p>{amount} {html.escape(currency)} of payment {html.escape(payment_id)}: "
+        "enter the bank account that should receive it.</p></body></html>\n"
+    )
 
 
 async def _control_body(request: Request) -> dict[str, Any]:
@@ -170,13 +185,15 @@ class Emulator:
     async def api(self, request: Request) -> Response:
         """Serve one ``/api/v1`` request and record it in the ledger."""
         call = _Call(self.state, request.method, request.url.path, asyncio.get_running_loop().time())
+        call.state.public_url = str(request.base_url).rstrip("/")
+        call.state.settle_due()
         self.active_requests += 1
         self.peak_active_requests = max(self.peak_active_requests, self.active_requests)
         try:
             response = await self._serve(request, call)
         except ApiError as error:
             await self._latency(call)
-            response = _json(error.to_response())
+            response = _respond(error.to_response())
         finally:
             self.active_requests -= 1
         call.state.ledger.record_request(
@@ -200,15 +217,16 @@ class Emulator:
             body = _json_body(await request.body())
             key = request.headers.get(IDEMPOTENCY_HEADER)
             call.idempotency_key = None if key is None else validate_idempotency_key(key)
+            call.fingerprint = request_fingerprint(call.method, call.path, body)
         call.fault = self.faults.pick(call.method, call.path, call.payment_id)
         if call.fault is not None and not call.fault.applies_operation:
             return await self._unapplied_fault(call.fault, call)
         answer = await self._answer(action, body, dict(request.query_params), call)
         if call.fault is None or call.fault.kind == "timeout":
-            return _json(answer)
+            return _respond(answer)
         if call.fault.kind == "drop":
             return DroppedConnection(call.fault.options["mode"], answer)
-        return _json(error_answer(call.fault))  # applied_500: done and stored, but the wire says 500
+        return _respond(fault_answer(call.fault))  # applied_500: done and stored, but the wire says 500
 
     async def _answer(
         self, action: str, body: dict[str, Any] | None, params: Mapping[str, str], call: _Call
@@ -218,8 +236,8 @@ class Emulator:
         if call.idempotency_key is None:
             await self._processing(call)
             return self._execute(action, body, params, call)
-        fingerprint = request_fingerprint(call.method, call.path, body)
-        outcome = call.state.idempotency.begin(call.merchant_id, call.idempotency_key, fingerprint)
+        assert call.fingerprint is not None
+        outcome = call.state.idempotency.begin(call.merchant_id, call.idempotency_key, call.fingerprint)
         if outcome.kind != "new":
             assert outcome.response is not None
             call.replayed = outcome.kind == "replay"
@@ -232,7 +250,10 @@ class Emulator:
         except BaseException:
             call.state.idempotency.release(outcome.record)
             raise
-        call.state.idempotency.complete(outcome.record, answer)
+        if call.state.keeps(answer):
+            call.state.idempotency.complete(outcome.record, answer)
+        else:  # replay_errors false: the key is released, a resend executes for real
+            call.state.idempotency.release(outcome.record)
         return answer
 
     def _execute(self, action: str, body: dict[str, Any] | None, params: Mapping[str, str], call: _Call) -> ApiResponse:
@@ -245,7 +266,7 @@ class Emulator:
                 return ApiResponse(200, state.list_payments(merchant_id, params))
             assert payment_id is not None
             if action == "show_payment":
-                return ApiResponse(200, state.payment_for(merchant_id, payment_id).to_json())
+                return ApiResponse(200, state.show_payment(merchant_id, payment_id))
         except ApiError as error:
             return error.to_response()
         return state.execute(merchant_id, action, payment_id, body, idempotency_key=call.idempotency_key)
@@ -267,14 +288,34 @@ class Emulator:
             await asyncio.sleep(call.fault.options["seconds"])
 
     async def _unapplied_fault(self, fault: FaultRule, call: _Call) -> Response:
-        """A fault that fires before anything is done (and nothing is stored under the key)."""
-        await self._processing(call)
-        if fault.kind == "html_502":
-            return HTMLResponse(HTML_502_BODY, status_code=502)
+        """A fault that fires before anything is done. Its answer is stored under the idempotency key only with
+        ``replay_errors`` true (and never for drop, rate_limit, conflict)."""
         if fault.kind == "drop":
+            await self._processing(call)
             lost = ApiError(502, "bad_gateway", "The connection to KOMOJU was lost.").to_response()
             return DroppedConnection(fault.options["mode"], lost)
-        return _json(error_answer(fault))
+        answer = fault_answer(fault)
+        record = self._reserve_for_fault(fault, call)
+        try:
+            await self._processing(call)
+        except BaseException:
+            if record is not None:
+                call.state.idempotency.release(record)
+            raise
+        if record is not None:
+            call.state.idempotency.complete(record, answer)
+        return _respond(answer)
+
+    def _reserve_for_fault(self, fault: FaultRule, call: _Call) -> IdempotencyRecord | None:
+        """The key's fresh reservation when this fault's answer is to be stored under it, else None."""
+        if call.idempotency_key is None or fault.kind not in REPLAYABLE_FAULTS:
+            return None
+        if not call.state.settings.stores_error("fault"):
+            return None
+        assert call.merchant_id is not None
+        assert call.fingerprint is not None
+        outcome = call.state.idempotency.begin(call.merchant_id, call.idempotency_key, call.fingerprint)
+        return outcome.record if outcome.kind == "new" else None
 
     # -- control endpoints (loopback only, no auth) -------------------------------------------------
 
@@ -295,6 +336,7 @@ class Emulator:
         since = request.query_params.get("since", "0")
         if not since.isdigit():
             return _control_error("since must be a non-negative integer")
+        self.state.settle_due()
         return JSONResponse({"entries": self.state.ledger.entries(int(since))})
 
     async def in_flight(self, request: Request) -> Response:
@@ -302,11 +344,38 @@ class Emulator:
         return JSONResponse({"in_flight": self.state.idempotency.in_flight()})
 
     async def show_payment(self, request: Request) -> Response:
-        """``GET /_emulator/payments/{id}``: any merchant's payment, plus its merchant id."""
+        """``GET /_emulator/payments/{id}``: any merchant's payment, plus its merchant id and the operations
+        accepted but not done yet (``pending_operations``). Not a GET of the API: completes nothing but what
+        the clock makes due."""
+        self.state.settle_due()
         payment = self.state.payments.get(request.path_params["payment_id"])
         if payment is None:
             return _control_error("unknown payment", 404)
-        return JSONResponse({**payment.to_json(), "merchant_id": payment.merchant_id})
+        return JSONResponse(
+            {
+                **payment.to_json(),
+                "merchant_id": payment.merchant_id,
+                "pending_operations": [operation.to_json() for operation in payment.pending],
+            }
+        )
+
+    async def complete_payment(self, request: Request) -> Response:
+        """``POST /_emulator/payments/{id}/complete``: do the payment's pending cancels/refunds now; answers the
+        completion ledger entries (empty when nothing was pending) and the payment."""
+        payment_id = request.path_params["payment_id"]
+        if payment_id not in self.state.payments:
+            return _control_error("unknown payment", 404)
+        completed = self.state.complete_now(payment_id)
+        return JSONResponse({"completed": completed, "payment": self.state.payments[payment_id].to_json()})
+
+    async def customer_refund(self, request: Request) -> Response:
+        """``GET /customer/refunds/{id}``: the page a cash refund's ``redirect_url`` leads to."""
+        refund_id = request.path_params["refund_id"]
+        for payment in self.state.payments.values():
+            for refund in payment.refunds:
+                if refund.id == refund_id and refund.redirect_url is not None:
+                    return HTMLResponse(_customer_refund_page(refund.id, payment.id, refund.amount, refund.currency))
+        return HTMLResponse("<!DOCTYPE html>\n<html><body><h1>Refund not found</h1></body></html>\n", 404)
 
     async def add_payments(self, request: Request) -> Response:
         """``POST /_emulator/payments`` ``{"merchant_id": ..., "payments": [...]}``: create payments."""
@@ -335,7 +404,7 @@ class Emulator:
         return JSONResponse(self.state.settings.to_json())
 
     async def update_settings(self, request: Request) -> Response:
-        """``PUT /_emulator/settings``: change some settings (latency_ms, jitter_ms, ..._status)."""
+        """``PUT /_emulator/settings``: change some settings (see :class:`emulator.state.Settings`)."""
         self.state.settings.update(await _control_body(request))
         return JSONResponse(self.state.settings.to_json())
 
@@ -345,6 +414,7 @@ class Emulator:
         if isinstance(seconds, bool) or not isinstance(seconds, int | float):
             raise ScenarioError("advance_seconds must be a number")
         self.state.clock.advance(seconds)
+        self.state.settle_due()
         return JSONResponse({"time": self.state.clock.iso()})
 
     async def reset_endpoint(self, request: Request) -> Response:
@@ -354,7 +424,7 @@ class Emulator:
 
     async def unknown(self, request: Request) -> Response:
         """Anything outside ``/api/v1`` and the control endpoints."""
-        return _json(not_found(f"No route matches {request.method} {request.url.path}.").to_response())
+        return _respond(not_found(f"No route matches {request.method} {request.url.path}.").to_response())
 
     def routes(self) -> list[Route]:
         """The API, the control routes, then a JSON 404 for everything else."""
@@ -366,12 +436,14 @@ class Emulator:
             Route(f"{control}/in_flight", self.in_flight, methods=["GET"]),
             Route(f"{control}/payments", self.add_payments, methods=["POST"]),
             Route(f"{control}/payments/{{payment_id}}", self.show_payment, methods=["GET"]),
+            Route(f"{control}/payments/{{payment_id}}/complete", self.complete_payment, methods=["POST"]),
             Route(f"{control}/faults", self.show_faults, methods=["GET"]),
             Route(f"{control}/faults", self.replace_faults, methods=["PUT"]),
             Route(f"{control}/settings", self.show_settings, methods=["GET"]),
             Route(f"{control}/settings", self.update_settings, methods=["PUT"]),
             Route(f"{control}/clock", self.advance_clock, methods=["POST"]),
             Route(f"{control}/reset", self.reset_endpoint, methods=["POST"]),
+            Route("/customer/refunds/{refund_id}", self.customer_refund, methods=["GET"]),
             Route("/{rest:path}", self.unknown, methods=ALL_METHODS),
         ]
 
@@ -381,7 +453,7 @@ async def _scenario_error(request: Request, exc: Exception) -> Response:
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
-    return _json(ApiError(500, "internal_server_error", "The emulator failed; see its log.").to_response())
+    return _respond(ApiError(500, "internal_server_error", "The emulator failed; see its log.").to_response())
 
 
 class EmulatorApp(Starlette):

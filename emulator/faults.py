@@ -3,11 +3,15 @@
 A rule is ``{"kind": K, "match": {...}, "rate": 0..1, "times": N, ...kind options}``. Rules are tried in
 order; the first matching rule whose dice roll succeeds (and that has ``times`` left) fires. The dice come
 from one ``random.Random(seed)``, so a seed gives the same sequence of faults for the same requests.
+
+A fault that is not applied leaves the payment alone; its answer is stored under the request's idempotency
+key only when the ``replay_errors`` setting is true, and only for the kinds in :data:`REPLAYABLE_FAULTS`.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,14 +28,30 @@ FAULT_KINDS: dict[str, dict[str, Any]] = {
     "rate_limit": {"retry_after": 1},  # 429 + Retry-After, nothing applied
     "conflict": {},  # 409, nothing applied
     "applied_500": {},  # applied and stored under the idempotency key, but the wire says 500
+    "forbidden_403": {},  # 403 forbidden (KOMOJU: the key may not access this resource), nothing applied
+    "html_403": {},  # 403 with an HTML page from a firewall, nothing applied
+    "processor_502": {"code": "insufficient_funds"},  # 502 whose code is the processor's refusal, nothing applied
+    "payment_required_402": {},  # 402 request_failed (a refusal), nothing applied
 }
+# Not-applied faults whose answer replay_errors=true stores under the idempotency key (rate_limit and conflict
+# never are, drop has no answer).
+REPLAYABLE_FAULTS = frozenset(
+    {"error_500", "error_503", "html_502", "timeout", "forbidden_403", "html_403", "processor_502",
+     "payment_required_402"}
+)  # fmt: skip
 DROP_MODES = ("reset", "truncate")  # reset: no byte of the response; truncate: headers and half a body
 MATCH_FIELDS = ("method", "path_contains", "payment_id")
+ERROR_CODE_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 HTML_502_BODY = (
     "<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n"
     "<body><h1>502 Bad Gateway</h1><p>The upstream server did not answer.</p></body></html>\n"
 )
+HTML_403_BODY = (
+    "<!DOCTYPE html>\n<html><head><title>403 Forbidden</title></head>\n"
+    "<body><h1>403 Forbidden</h1><p>The request was blocked by the web application firewall.</p></body></html>\n"
+)
+HTML_PAGES = {"html_502": (502, HTML_502_BODY), "html_403": (403, HTML_403_BODY)}
 
 
 @dataclass
@@ -113,6 +133,9 @@ def _check_options(kind: str, options: Mapping[str, Any]) -> None:
     retry_after = options.get("retry_after", 0)
     if isinstance(retry_after, bool) or not isinstance(retry_after, int) or retry_after < 0:
         raise ScenarioError(f"{kind} fault: retry_after must be a non-negative integer (seconds)")
+    code = options.get("code", "x")
+    if not isinstance(code, str) or not ERROR_CODE_RE.fullmatch(code):
+        raise ScenarioError(f"{kind} fault: code must be an error code in lowercase letters, digits and _")
 
 
 def parse_rules(raw: Any) -> list[FaultRule]:
@@ -147,21 +170,35 @@ class FaultInjector:
         return None
 
 
-def error_answer(rule: FaultRule) -> ApiResponse:
-    """The JSON error a not-applied fault answers with (not for html_502, timeout, drop)."""
-    errors = {
-        "error_500": ApiError(500, "internal_server_error", "An internal error occurred. Please retry later."),
-        "applied_500": ApiError(500, "internal_server_error", "An internal error occurred. Please retry later."),
-        "error_503": ApiError(503, "service_unavailable", "KOMOJU is under maintenance. Please retry later."),
-        "rate_limit": ApiError(
+def fault_answer(rule: FaultRule) -> ApiResponse:
+    """What a fault answers with: KOMOJU's JSON error, or an HTML page (not for drop, which has no answer)."""
+    if rule.kind in HTML_PAGES:
+        status, page = HTML_PAGES[rule.kind]
+        return ApiResponse(status, page, media_type="text/html")
+    return _fault_error(rule).to_response()
+
+
+def _fault_error(rule: FaultRule) -> ApiError:
+    if rule.kind in ("error_500", "applied_500"):
+        return ApiError(500, "internal_server_error", "An internal error occurred. Please retry later.")
+    if rule.kind == "error_503":
+        return ApiError(503, "service_unavailable", "KOMOJU is under maintenance. Please retry later.")
+    if rule.kind == "rate_limit":
+        return ApiError(
             429,
             "too_many_requests",
             "Too many requests. Retry after the time given in the Retry-After header.",
             headers={"Retry-After": str(rule.options.get("retry_after", 1))},
-        ),
-        "conflict": ApiError(409, "conflict", "The request conflicts with another request in progress. Retry later."),
-        "timeout": ApiError(504, "gateway_timeout", "The request was not processed. Please retry."),
-    }
-    if rule.kind not in errors:
-        raise ValueError(f"{rule.kind} faults have no JSON error answer")
-    return errors[rule.kind].to_response()
+        )
+    if rule.kind == "conflict":
+        return ApiError(409, "conflict", "The request conflicts with another request in progress. Retry later.")
+    if rule.kind == "timeout":
+        return ApiError(504, "gateway_timeout", "The request was not processed. Please retry.")
+    if rule.kind == "forbidden_403":
+        return ApiError(403, "forbidden", "The API key doesn't have permission to access the specified resource")
+    if rule.kind == "processor_502":
+        code = rule.options.get("code", "insufficient_funds")
+        return ApiError(502, code, f"The upstream payment processor returned an error: {code}.")
+    if rule.kind == "payment_required_402":
+        return ApiError(402, "request_failed", "The request failed: the payment processor refused it.")
+    raise ValueError(f"{rule.kind} faults have no error answer")

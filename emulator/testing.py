@@ -199,20 +199,40 @@ class EmulatorServer:
         """Only the request entries of the ledger."""
         return [entry for entry in self.ledger(since) if entry["type"] == "request"]
 
-    def effects(self, payment_id: str | None = None) -> list[dict[str, Any]]:
-        """State-change entries (cancel/refund applied), optionally for one payment."""
+    def _entries(self, entry_type: str, payment_id: str | None) -> list[dict[str, Any]]:
         return [
             entry
             for entry in self.ledger()
-            if entry["type"] == "effect" and (payment_id is None or entry["payment_id"] == payment_id)
+            if entry["type"] == entry_type and (payment_id is None or entry["payment_id"] == payment_id)
         ]
+
+    def effects(self, payment_id: str | None = None) -> list[dict[str, Any]]:
+        """The cancels/refunds KOMOJU accepted (``pending`` true when not done yet), optionally for one payment."""
+        return self._entries("effect", payment_id)
+
+    def completions(self, payment_id: str | None = None) -> list[dict[str, Any]]:
+        """The pending cancels/refunds done later (``trigger``: get, clock or control), optionally for one payment."""
+        return self._entries("completion", payment_id)
+
+    def post_counts(self) -> dict[str, int]:
+        """How many POSTs (cancel/refund, replays and faulted ones included) each payment id received."""
+        counts: dict[str, int] = {}
+        for entry in self.requests_log():
+            if entry["method"] == "POST" and entry["payment_id"] is not None:
+                counts[entry["payment_id"]] = counts.get(entry["payment_id"], 0) + 1
+        return counts
+
+    def complete(self, payment_id: str) -> list[dict[str, Any]]:
+        """Do a payment's pending cancels/refunds now; returns the completion entries (empty if none pended)."""
+        return self._control("POST", f"payments/{payment_id}/complete")["completed"]
 
     def in_flight(self) -> list[dict[str, str]]:
         """Idempotency keys whose first request is still being processed."""
         return self._control("GET", "in_flight")["in_flight"]
 
     def payment(self, payment_id: str) -> dict[str, Any]:
-        """Any merchant's payment (with a ``merchant_id`` field added)."""
+        """Any merchant's payment, with ``merchant_id`` and ``pending_operations`` added (not an API GET: it
+        counts for no ``complete_after_gets``)."""
         return self._control("GET", f"payments/{payment_id}")
 
     def add_payments(self, merchant_id: str, payments: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -227,7 +247,7 @@ class EmulatorServer:
         return self._control("PUT", "faults", body)["rules"]
 
     def set_settings(self, **settings: Any) -> dict[str, Any]:
-        """Change settings, e.g. ``set_settings(latency_ms=20, not_cancellable_status=400)``."""
+        """Change settings, e.g. ``set_settings(success_status=202, replay_errors=True)``; returns them all."""
         return self._control("PUT", "settings", settings)
 
     def advance_clock(self, seconds: float) -> str:

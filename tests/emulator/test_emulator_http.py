@@ -16,21 +16,30 @@ from typing import Any
 
 import pytest
 import requests
+from emulator_kit import (
+    CANCELLED,
+    CAPTURED,
+    GLOBAL_CAPTURED,
+    GLOBAL_KEY,
+    JP_FORBIDDEN_KEY,
+    JP_KEY,
+    KONBINI,
+    PENDING,
+    TIMEOUT,
+    assert_error,
+    cancel_url,
+    keyed,
+    last_request,
+    refund_url,
+)
 
 from emulator.testing import BASIC_SCENARIO, PROJECT_ROOT, EmulatorServer, poll_until
 
-JP_KEY = "sk_test_shopjp_main"
-JP_FORBIDDEN_KEY = "sk_test_shopjp_noaccess"
-GLOBAL_KEY = "sk_test_global_main"
-PENDING = "jppending0000000000000001"
-CAPTURED = "jpcaptured000000000000001"  # total 5500 JPY
-KONBINI = "jpkonbini0000000000000001"
-CANCELLED = "jpcancelled00000000000001"
-GLOBAL_CAPTURED = "glcaptured000000000000001"
-TIMEOUT = 5
 PAYMENT_FIELDS = {
-    "id", "resource", "status", "amount", "tax", "payment_method_fee", "total", "currency", "payment_details",
-    "captured_at", "amount_refunded", "refunds", "refund_requests", "external_order_num", "metadata", "created_at",
+    "id", "resource", "status", "amount", "tax", "customer", "payment_deadline", "payment_details",
+    "payment_method_fee", "total", "currency", "description", "captured_at", "external_order_num", "metadata",
+    "created_at", "amount_refunded", "locale", "session", "customer_family_name", "customer_given_name", "mcc",
+    "statement_descriptor", "refunds", "refund_requests",
 }  # fmt: skip
 REFUND_FIELDS = {"id", "resource", "amount", "currency", "payment", "description", "created_at", "chargeback"}
 
@@ -75,33 +84,6 @@ def komoju_session(emu: EmulatorServer) -> Iterator[SessionFactory]:
 @pytest.fixture
 def jp(komoju_session: SessionFactory) -> requests.Session:
     return komoju_session(JP_KEY)
-
-
-def cancel_url(emu: EmulatorServer, payment_id: str) -> str:
-    return f"{emu.api_url}/payments/{payment_id}/cancel"
-
-
-def refund_url(emu: EmulatorServer, payment_id: str) -> str:
-    return f"{emu.api_url}/payments/{payment_id}/refund"
-
-
-def keyed(key: str) -> dict[str, str]:
-    return {"X-KOMOJU-IDEMPOTENCY": key}
-
-
-def assert_error(response: requests.Response, status: int, code: str, param: str | None = None) -> None:
-    """The answer is KOMOJU's error body, exactly."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    message = body["error"]["message"]
-    assert body == {"error": {"code": code, "message": message, "param": param, "details": {}}}
-    assert isinstance(message, str)
-    assert message
-
-
-def last_request(emu: EmulatorServer) -> dict[str, Any]:
-    return emu.requests_log()[-1]
 
 
 # -- auth and ownership --------------------------------------------------------------------------------
@@ -179,7 +161,9 @@ def test_payment_object_shape(emu: EmulatorServer, jp: requests.Session) -> None
         11000,
         3000,
     )
-    assert payment["payment_details"] == {"type": "credit_card"}
+    assert payment["payment_details"]["type"] == "credit_card"
+    assert (payment["locale"], payment["statement_descriptor"], payment["customer"]) == ("en", {}, None)
+    assert re.fullmatch(r"[a-z0-9]{25}", payment["session"])
     [refund] = payment["refunds"]
     assert set(refund) == REFUND_FIELDS
     assert (refund["resource"], refund["amount"], refund["payment"]) == ("refund", 3000, payment["id"])

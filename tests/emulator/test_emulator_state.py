@@ -259,12 +259,23 @@ def test_replay_returns_the_first_response_without_acting_again(state: EmulatorS
     assert len(state.ledger.effects(CAPTURED)) == 1
 
 
-def test_an_error_answer_is_replayed_too(state: EmulatorState) -> None:
+@pytest.mark.parametrize("mode", ["operation_errors", True])
+def test_an_error_answer_is_replayed_when_errors_are_stored(state: EmulatorState, mode: str | bool) -> None:
+    state.settings.update({"replay_errors": mode})
     first, _ = state.perform(JP, "cancel", CAPTURED, idempotency_key="c-1")
     again, replayed = state.perform(JP, "cancel", CAPTURED, idempotency_key="c-1")
     assert first.status == 422
     assert first.body["error"]["code"] == "not_cancellable"
     assert (again, replayed) == (first, True)
+
+
+def test_an_error_answer_releases_the_key_by_default(state: EmulatorState) -> None:
+    first, _ = state.perform(JP, "refund", KONBINI, idempotency_key="k-1")
+    assert (first.status, first.body["error"]["code"]) == (422, "not_refundable")
+    state.settings.update({"cash_refunds": "redirect_url"})  # what changed at KOMOJU meanwhile
+    again, replayed = state.perform(JP, "refund", KONBINI, idempotency_key="k-1")
+    assert (again.status, replayed) == (200, False)  # executed for real, not the stored refusal
+    assert len(state.ledger.effects(KONBINI)) == 1
 
 
 def test_without_a_key_every_call_acts(state: EmulatorState) -> None:
@@ -297,6 +308,15 @@ def test_fingerprint_ignores_json_key_order_only() -> None:
     same = request_fingerprint("POST", path, {"amount": 1, "description": "d"})
     assert same == request_fingerprint("post", path, {"description": "d", "amount": 1})
     assert same != request_fingerprint("POST", path, {"amount": 1})
+
+
+def test_idempotency_ttl_is_a_setting_read_at_every_lookup(state: EmulatorState) -> None:
+    state.perform(JP, "refund", CAPTURED, {"amount": 1000}, idempotency_key="k")
+    state.clock.advance(120)
+    assert state.perform(JP, "refund", CAPTURED, {"amount": 1000}, idempotency_key="k")[1] is True
+    state.settings.update({"idempotency_ttl_seconds": 120})  # the stored key is now too old
+    assert state.perform(JP, "refund", CAPTURED, {"amount": 1000}, idempotency_key="k")[1] is False
+    assert len(state.ledger.effects(CAPTURED)) == 2
 
 
 def test_keys_are_forgotten_after_24_hours_on_the_emulator_clock(state: EmulatorState) -> None:
@@ -366,7 +386,11 @@ def test_payment_defaults(state: EmulatorState) -> None:
     data = payment.to_json()
     assert PAYMENT_ID_RE.match(data["id"])
     assert (data["status"], data["amount"], data["total"], data["currency"]) == ("captured", 1000, 1000, "JPY")
-    assert data["payment_details"] == {"type": "credit_card"}
+    assert data["payment_details"] == {
+        "type": "credit_card", "brand": "visa", "last_four_digits": "1111", "month": 12, "year": 2030,
+        "email": "customer@example.com",
+    }  # fmt: skip
+    assert (data["description"], data["locale"], data["session"]) == (None, "en", payment.session)
     assert data["captured_at"] == data["created_at"]
     assert (data["amount_refunded"], data["refunds"], data["refund_requests"]) == (0, [], [])
 
@@ -405,6 +429,9 @@ def test_add_payments_is_all_or_nothing(state: EmulatorState) -> None:
         ({"merchants": []}, "non-empty merchants"),
         ({"settings": {"latency": 5}}, "unknown setting"),
         ({"settings": {"not_refundable_status": 500}}, "4xx"),
+        ({"settings": {"success_status": 201}}, "success_status"),
+        ({"settings": {"replay_errors": "sometimes"}}, "replay_errors"),
+        ({"merchants": [{"id": "m", "keys": ["k"], "payments": [{"locale": "fr"}]}]}, "locale"),
         ({"faults": [{"kind": "explode"}]}, "kind"),
         ({"seed": "x"}, "seed"),
     ],
@@ -479,3 +506,73 @@ def test_seeded_fault_dice_repeat_and_differ_by_seed() -> None:
     assert first == sequence(7)
     assert first != sequence(8)
     assert 5 < sum(first) < 35  # both outcomes happen
+
+
+# -- accepted but not done --------------------------------------------------------------------------------
+
+
+def test_scenario_settings_switch_the_readings(basic_scenario: dict[str, Any]) -> None:
+    readings = {
+        "success_status": 202, "refund_completion": "deferred", "cash_refunds": "redirect_url",
+        "complete_after_gets": 0, "complete_after_seconds": 30.5, "replay_errors": True,
+        "idempotency_ttl_seconds": 60,
+    }  # fmt: skip
+    state, _ = build_state({**basic_scenario, "settings": readings})
+    assert {name: state.settings.to_json()[name] for name in readings} == readings
+
+
+def test_202_cancel_is_an_effect_now_and_a_completion_later(state: EmulatorState) -> None:
+    state.settings.update({"success_status": 202, "complete_after_gets": 2})
+    answer, _ = state.perform(JP, "cancel", PAYMENT_BY_STATUS["authorized"], idempotency_key="c")
+    assert (answer.status, answer.body["status"]) == (202, "authorized")
+    [effect] = state.ledger.effects()
+    assert (effect["pending"], effect["from_status"], effect["to_status"]) == (True, "authorized", "authorized")
+    assert state.show_payment(JP, PAYMENT_BY_STATUS["authorized"])["status"] == "authorized"
+    assert state.show_payment(JP, PAYMENT_BY_STATUS["authorized"])["status"] == "cancelled"
+    [completion] = state.ledger.completions()
+    assert (completion["effect_seq"], completion["trigger"], completion["amount"]) == (effect["seq"], "get", 2750)
+    assert len(state.ledger.effects()) == 1  # a completion is no second effect
+
+
+def test_deferred_refund_moves_money_only_when_it_completes(state: EmulatorState) -> None:
+    state.settings.update({"refund_completion": "deferred", "complete_after_gets": 0})
+    payment = state.refund(JP, PARTIAL, {"amount": 8000, "description": "late"})
+    assert (payment.status, payment.amount_refunded, [r.amount for r in payment.refunds]) == (
+        "captured",
+        3000,
+        [3000, 8000],
+    )
+    assert payment.refunds[-1].description == "late"
+    assert state.settle_due() == []  # no time limit: only the control endpoint completes it
+    [completion] = state.complete_now(PARTIAL)
+    assert (completion["trigger"], completion["to_status"], payment.amount_refunded) == ("control", "refunded", 11000)
+    with pytest.raises(ScenarioError, match="unknown payment"):
+        state.complete_now("z" * 25)
+
+
+def test_time_completes_pending_operations_of_every_payment(state: EmulatorState) -> None:
+    state.settings.update({"success_status": 202, "complete_after_seconds": 10})
+    state.cancel(JP, PAYMENT_BY_STATUS["pending"])
+    state.refund(GLOBAL, GLOBAL_CAPTURED, {})
+    state.clock.advance(9)
+    assert state.settle_due() == []
+    state.clock.advance(1)
+    done = state.settle_due()
+    assert [(c["payment_id"], c["to_status"], c["trigger"]) for c in done] == [
+        (PAYMENT_BY_STATUS["pending"], "cancelled", "clock"),
+        (GLOBAL_CAPTURED, "refunded", "clock"),
+    ]
+    assert state.payments[GLOBAL_CAPTURED].amount_refunded == 1999
+
+
+def test_cash_refund_redirect_url_names_the_emulator(state: EmulatorState) -> None:
+    state.settings.update({"cash_refunds": "redirect_url"})
+    state.public_url = "http://127.0.0.1:9999"
+    payment = state.refund(JP, KONBINI, {"amount": 100})
+    refund = payment.refunds[-1]
+    assert refund.to_json()["redirect_url"] == f"http://127.0.0.1:9999/customer/refunds/{refund.id}"
+    assert (payment.status, payment.amount_refunded, len(payment.pending)) == ("captured", 0, 1)
+
+
+def test_refund_description_is_always_text(state: EmulatorState) -> None:
+    assert state.refund(JP, CAPTURED, {"amount": 100}).to_json()["refunds"][0]["description"] == ""
