@@ -25,6 +25,16 @@ class FailureLine:
     reason: str
 
 
+@dataclass(frozen=True)
+class LinkLine:
+    """A refund KOMOJU will make once the customer gives a bank account at ``url``: to forward to them."""
+
+    order_no: str
+    amount: Decimal | None
+    currency: str | None
+    url: str
+
+
 _TEXT: dict[str, dict[str, str]] = {
     "ja": {
         "subject.cancel": "[KOMOJU] キャンセルできなかった注文 {count}件 (サイト: {site})",
@@ -39,6 +49,12 @@ _TEXT: dict[str, dict[str, str]] = {
         "amount": "金額",
         "status": "状態",
         "reason": "KOMOJU からの理由",
+        "subject.links": "[KOMOJU] お客様の口座情報が必要な返金 {count}件 (サイト: {site})",
+        "links": (
+            "次の注文の返金には、お客様による返金先口座の入力が必要です。各お客様にリンクを送ってください。"
+            "入力が済むと KOMOJU が返金し、ジョブが「Refunded」に更新します。"
+        ),
+        "link": "お客様用リンク",
         "footer": "このメールは komoju-airflow のジョブ「{job_id}」が送信しました。",
     },
     "en": {
@@ -54,6 +70,12 @@ _TEXT: dict[str, dict[str, str]] = {
         "amount": "Amount",
         "status": "Status",
         "reason": "KOMOJU's reason",
+        "subject.links": "[KOMOJU] {count} refund(s) need the customer's bank account (site: {site})",
+        "links": (
+            "KOMOJU refunds these orders once each customer has given a bank account: please send each customer "
+            "their link. The job marks the order Refunded when KOMOJU has refunded it."
+        ),
+        "link": "Link for the customer",
         "footer": "Sent by the komoju-airflow job \u201c{job_id}\u201d.",
     },
 }
@@ -61,15 +83,30 @@ _TEXT: dict[str, dict[str, str]] = {
 JOB_DAG_IDS = {Job.CANCEL: "komoju_cancel_process", Job.REFUND: "komoju_refund_process"}
 
 
-def failure_subject(job: Job, site_label: str, count: int, locale: str) -> str:
-    """The subject line: job, site and count, in the site's language (plain text, no HTML)."""
-    return _texts(locale)[f"subject.{job.value}"].format(count=count, site=_one_line(site_label))
+def failure_subject(job: Job, site_label: str, count: int, locale: str, links: int = 0) -> str:
+    """The subject line: job, site and count of failures (or, without failures, of customer links), in the
+    site's language (plain text, no HTML)."""
+    key, count = (f"subject.{job.value}", count) if count else ("subject.links", links)
+    return _texts(locale)[key].format(count=count, site=_one_line(site_label))
 
 
-def failure_html(job: Job, site_label: str, failures: Sequence[FailureLine], locale: str) -> str:
-    """The HTML body: what happened, the table of orders, and what to do. Every value is escaped."""
+def failure_html(
+    job: Job, site_label: str, failures: Sequence[FailureLine], locale: str, links: Sequence[LinkLine] = ()
+) -> str:
+    """The HTML body: what happened, the table of orders, and what to do; then the links to forward to customers.
+    Every value is escaped."""
     text = _texts(locale)
     site = escape(_one_line(site_label))
+    parts = ['<html><body style="font-family:sans-serif">\n']
+    if failures:
+        parts.append(_failures_html(job, site, failures, text))
+    if links:
+        parts.append(_links_html(links, text))
+    parts.append(f"<p>{escape(text['footer'].format(job_id=JOB_DAG_IDS[job]))}</p>\n</body></html>\n")
+    return "".join(parts)
+
+
+def _failures_html(job: Job, site: str, failures: Sequence[FailureLine], text: dict[str, str]) -> str:
     rows = "\n".join(
         "<tr>"
         f"<td>{escape(line.order_no)}</td>"
@@ -81,13 +118,27 @@ def failure_html(job: Job, site_label: str, failures: Sequence[FailureLine], loc
     )
     header = "".join(f"<th>{escape(text[k])}</th>" for k in ("order_no", "amount", "status", "reason"))
     return (
-        '<html><body style="font-family:sans-serif">\n'
         f"<p>{text[f'lead.{job.value}'].format(site=site, count=len(failures))}</p>\n"
         f"<p><strong>{escape(text['action'].format(dashboard=DASHBOARD_URL))}</strong></p>\n"
         '<table border="1" cellpadding="4" cellspacing="0">\n'
         f"<thead><tr>{header}</tr></thead>\n<tbody>\n{rows}\n</tbody>\n</table>\n"
-        f"<p>{escape(text['footer'].format(job_id=JOB_DAG_IDS[job]))}</p>\n"
-        "</body></html>\n"
+    )
+
+
+def _links_html(links: Sequence[LinkLine], text: dict[str, str]) -> str:
+    rows = "\n".join(
+        "<tr>"
+        f"<td>{escape(line.order_no)}</td>"
+        f'<td style="text-align:right">{escape(format_amount(line.amount, line.currency))}</td>'
+        f'<td><a href="{escape(line.url)}">{escape(line.url)}</a></td>'
+        "</tr>"
+        for line in links
+    )
+    header = "".join(f"<th>{escape(text[k])}</th>" for k in ("order_no", "amount", "link"))
+    return (
+        f"<p><strong>{escape(text['links'])}</strong></p>\n"
+        '<table border="1" cellpadding="4" cellspacing="0">\n'
+        f"<thead><tr>{header}</tr></thead>\n<tbody>\n{rows}\n</tbody>\n</table>\n"
     )
 
 

@@ -22,6 +22,7 @@ class KomojuAPIError(Exception):
         conn_id: str | None = None,
         attempts: int = 1,
         retry_after: float | None = None,
+        json_error: bool = False,
     ) -> None:
         self.message = message
         self.status = status
@@ -33,6 +34,7 @@ class KomojuAPIError(Exception):
         self.conn_id = conn_id
         self.attempts = attempts
         self.retry_after = retry_after
+        self.json_error = json_error  # KOMOJU's own JSON error object (not a proxy's page, not a lost connection)
         super().__init__(message)
 
     def __str__(self) -> str:
@@ -41,8 +43,8 @@ class KomojuAPIError(Exception):
 
     @property
     def auth_failure(self) -> bool:
-        """True when KOMOJU refused the secret key (HTTP 401 or 403)."""
-        return self.status in (401, 403)
+        """True when KOMOJU refused the secret key: HTTP 401, or its own 403 (a firewall's 403 page is not)."""
+        return self.status == 401 or (self.status == 403 and self.json_error)
 
     def _sentence(self) -> str:
         """The operator-facing text: what was called, what KOMOJU answered, and what to do about it."""

@@ -55,10 +55,21 @@ _DEFAULTS: dict[str, Any] = {
     "pool_maxsize": 8,
     "max_concurrency": 8,
     "rate_limit": None,
+    "pending_limit_days": 7.0,
 }
 _INT_SETTINGS = frozenset({"max_retries", "pool_maxsize", "max_concurrency"})
 _AT_LEAST_ONE = frozenset({"pool_maxsize", "max_concurrency"})
+_POSITIVE = frozenset({"connect_timeout", "read_timeout", "rate_limit", "pending_limit_days"})
 _RETRIABLE_WITHOUT_KEY = frozenset({"GET", "HEAD"})
+# Codes that name a refusal of the request (KOMOJU's error list), also when they come with a 5xx: a 502 is "the
+# upstream payment processor returned an error", which may be a definitive no (insufficient_funds). Any other code
+# on a 5xx (internal_server_error, bad_gateway, service_unavailable, gateway_timeout, ...) is an outage.
+REFUSAL_CODES = frozenset(
+    {
+        "request_failed", "insufficient_funds", "card_declined", "fraudulent", "not_cancellable", "not_refundable",
+        "not_capturable",
+    }
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,7 @@ class KomojuSettings:
     pool_maxsize: int
     max_concurrency: int
     rate_limit: float | None
+    pending_limit_days: float  # how long KOMOJU may leave an accepted cancel/refund unfinished before it is a failure
 
 
 class KomojuHook(BaseHook):
@@ -115,6 +127,7 @@ class KomojuHook(BaseHook):
         pool_maxsize: int | None = None,
         max_concurrency: int | None = None,
         rate_limit: float | None = None,
+        pending_limit_days: float | None = None,
     ) -> None:
         super().__init__()
         self.komoju_conn_id = komoju_conn_id
@@ -129,6 +142,7 @@ class KomojuHook(BaseHook):
             "pool_maxsize": pool_maxsize,
             "max_concurrency": max_concurrency,
             "rate_limit": rate_limit,
+            "pending_limit_days": pending_limit_days,
         }
         # Instance attributes so tests can observe the waits without sleeping.
         self._sleep: Callable[[float], None] = time.sleep
@@ -263,9 +277,19 @@ class KomojuHook(BaseHook):
 
     def cancel_payment(self, payment_id: str, idempotency_key: str) -> dict[str, Any]:
         """Cancel a pending or authorized payment; return the Payment (``POST /payments/{id}/cancel``)."""
-        path = _payment_path(payment_id, "cancel")
+        return self.payment_action(payment_id, "cancel", idempotency_key).payment
+
+    def payment_action(self, payment_id: str, action: str, idempotency_key: str) -> PaymentAnswer:
+        """``POST /payments/{id}/cancel`` or ``/refund`` (in full), with KOMOJU's HTTP status and the Payment it
+        returned: a 2xx means KOMOJU accepted the request, not that the payment shows it done (a ``202``, or a
+        refund still processing); the caller reads the payment."""
+        if action not in ("cancel", "refund"):
+            raise ValueError(f"Unknown payment action {action!r}: expected 'cancel' or 'refund'.")
+        path = _payment_path(payment_id, action)
         _check_idempotency_key(idempotency_key)  # required here: None would mean "send once, never retry"
-        return self._expect_object(self._request("POST", path, idempotency_key=idempotency_key), "POST", path)
+        body = {} if action == "refund" else None
+        status, payload = self._request("POST", path, body=body, idempotency_key=idempotency_key, with_status=True)
+        return PaymentAnswer(status, self._expect_object(payload, "POST", path))
 
     def refund_payment(
         self,
@@ -309,8 +333,10 @@ class KomojuHook(BaseHook):
         body: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
         max_retries: int | None = None,
+        with_status: bool = False,
     ) -> Any:
-        """Send one API call, retrying what is safe and fixable; return the decoded JSON body."""
+        """Send one API call, retrying what is safe and fixable; return the decoded JSON body (with the HTTP
+        status, as ``(status, body)``, when ``with_status``)."""
         method = method.upper()
         if idempotency_key is not None:
             _check_idempotency_key(idempotency_key)
@@ -326,7 +352,8 @@ class KomojuHook(BaseHook):
             attempt += 1
             try:
                 response = self._send(method, path, data, headers, attempt, retries + 1)
-                return self._check_response(method, path, response)
+                payload = self._check_response(method, path, response)
+                return (response.status_code, payload) if with_status else payload
             except KomojuAPIError as error:
                 error.attempts = attempt
                 if not error.transient or attempt > retries:
@@ -406,12 +433,14 @@ class KomojuHook(BaseHook):
                 _non_json_message(response, self._secrets()),
                 status=status,
                 code="invalid_response" if 200 <= status < 300 else None,
-                transient=200 <= status < 300 or is_transient_status(status),
+                # A non-JSON 403 comes from a firewall or proxy in front of KOMOJU, not from KOMOJU's key check.
+                transient=200 <= status < 300 or status == 403 or is_transient_status(status),
                 retry_after=retry_after,
             ) from None
         if 200 <= status < 300:
             return payload
         code, message, param = _error_details(payload)
+        json_error = message is not None  # KOMOJU's {"error": {...}} object
         if message is None:
             message = f"KOMOJU answered without an error object: {_json_excerpt(payload)}"
         raise self._error(
@@ -421,8 +450,9 @@ class KomojuHook(BaseHook):
             status=status,
             code=code,
             param=param,
-            transient=is_transient_status(status),
+            transient=is_transient_status(status) and not is_refusal(status, code),
             retry_after=retry_after,
+            json_error=json_error,
         )
 
     def _transport_error(self, method: str, path: str, exc: requests.RequestException) -> KomojuAPIError:
@@ -541,6 +571,21 @@ def is_transient_status(status: int) -> bool:
     return status >= 500 or status in (409, 429)
 
 
+def is_refusal(status: int, code: str | None) -> bool:
+    """A KOMOJU error that refuses this request though its status looks like an outage: a 5xx whose code names a
+    refusal (a 502 ``insufficient_funds`` from the payment processor). Not retried with the same key."""
+    return status >= 500 and code in REFUSAL_CODES
+
+
+@dataclass(frozen=True)
+class PaymentAnswer:
+    """KOMOJU's answer to a cancel or refund: its HTTP status (200, or 202 "accepted, not finished") and the
+    Payment it returned."""
+
+    http_status: int
+    payment: dict[str, Any]
+
+
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date); None when absent or unreadable."""
     if value is None or not value.strip():
@@ -581,7 +626,7 @@ def _number_setting(name: str, value: Any, conn_id: str) -> float | int:
             f"Airflow connection '{conn_id}': {name} must be a {wanted.__name__}, got {shown!r}."
         ) from None
     minimum = 1 if name in _AT_LEAST_ONE else 0
-    if number < minimum or ((name.endswith("timeout") or name == "rate_limit") and number == 0):
+    if number < minimum or (name in _POSITIVE and number == 0):
         raise ValueError(f"Airflow connection '{conn_id}': {name} must be positive, got {number}.")
     return number
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from enum import StrEnum
 
@@ -12,14 +12,16 @@ from komoju.money import is_known_currency
 from komoju.outcomes import Job, idempotency_key
 from komoju.store import EligibleOrder
 
-# KOMOJU keeps idempotency keys 24 h; an open attempt older than this is settled by GET before any new POST.
+# KOMOJU keeps idempotency keys "up to" 24 h: an open key older than this is never resent (a new attempt starts,
+# after a GET showed the payment not done); a younger one is resent only after that GET, see after_settling.
 KEY_REUSE_WINDOW = dt.timedelta(hours=23)
 _PAYMENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 
 
 class Action(StrEnum):
-    CALL = "call"  # POST with the plan's key: a new attempt, or the open one resent
-    SETTLE_FIRST = "settle_first"  # an open attempt that must not be resent: GET the payment first
+    CALL = "call"  # POST with the plan's key: a new attempt, or the open one resent within its DAG run
+    SETTLE_FIRST = "settle_first"  # an open attempt of an earlier run: GET the payment before anything is resent
+    CHECK_PENDING = "check_pending"  # KOMOJU accepted it, the payment does not show it done: GET only, never POST
     GIVE_UP = "give_up"  # tries used up: a final failure, no call
     INVALID = "invalid"  # the row cannot be acted on: a final failure, no call
     NEXT_RUN = "next_run"  # KOMOJU answered this order earlier in this DAG run: its next try is the next run's
@@ -55,13 +57,17 @@ def plan(job: Job, site_id: str, order: EligibleOrder, *, max_attempts: int, now
 def _plan(job: Job, site_id: str, order: EligibleOrder, *, max_attempts: int, now: dt.datetime) -> Plan:
     if order.open_attempt_no is not None:
         # Something may have been sent under this key: nothing else happens to the order until it is settled.
+        if order.open_accepted_at is not None:
+            return Plan(
+                order, Action.CHECK_PENDING, order.open_attempt_no, order.tries, order.open_idempotency_key,
+                counts_try=False,
+            )  # fmt: skip
         resendable = key_still_kept(order.open_started_at, now) and order.open_payment_id == order.payment_id
         if resendable and order.tried_this_run:  # a task retry in the same run: resend, the run's try is counted
             return Plan(
                 order, Action.CALL, order.open_attempt_no, order.tries, order.open_idempotency_key, counts_try=False
             )
-        if resendable and order.tries < max_attempts:
-            return Plan(order, Action.CALL, order.open_attempt_no, order.tries + 1, order.open_idempotency_key)
+        # A later run: KOMOJU may have done it meanwhile, or would only replay an error stored under the key.
         return Plan(order, Action.SETTLE_FIRST, order.open_attempt_no, order.tries, order.open_idempotency_key)
     if problem := row_problem(job, order):
         return Plan(order, Action.INVALID, 0, reason=problem)
@@ -73,6 +79,27 @@ def _plan(job: Job, site_id: str, order: EligibleOrder, *, max_attempts: int, no
     attempt_no = order.last_attempt_no + 1
     key = idempotency_key(job, site_id, order.order_no, order.payment_id, attempt_no)
     return Plan(order, Action.CALL, attempt_no, order.tries + 1, key, new_attempt=True)
+
+
+def after_settling(job: Job, site_id: str, order: EligibleOrder, *, max_attempts: int, now: dt.datetime) -> Plan:
+    """The next step for an order whose open attempt of an earlier run was checked by GET and is not done.
+
+    Its key is resent only when no answer to it ever arrived (a lost connection or a crash: KOMOJU did it once,
+    or will now), while KOMOJU still keeps it and tries are left. If KOMOJU answered with an error, resending the
+    key would only replay that answer (KOMOJU may store errors under a key): the attempt is closed and a new one
+    starts with a new key (``new_attempt``), as it does when the key is too old or the payment id changed."""
+    resendable = (
+        order.open_http_status is None
+        and key_still_kept(order.open_started_at, now)
+        and order.open_payment_id == order.payment_id
+    )
+    if resendable and order.tries < max_attempts:
+        return Plan(order, Action.CALL, order.open_attempt_no or 0, order.tries + 1, order.open_idempotency_key)
+    closed = replace(
+        order, open_attempt_no=None, open_idempotency_key=None, open_payment_id=None, open_started_at=None,
+        open_accepted_at=None, open_http_status=None,
+    )  # fmt: skip
+    return plan(job, site_id, closed, max_attempts=max_attempts, now=now)
 
 
 def key_still_kept(started_at: dt.datetime | None, now: dt.datetime) -> bool:

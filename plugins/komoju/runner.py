@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -20,9 +20,20 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from komoju import db, store
 from komoju.errors import KomojuAPIError
-from komoju.hooks import KomojuHook
-from komoju.outcomes import RESPONSE_MAX_CHARS, CallResult, Decision, Job, decide
-from komoju.planning import Action, Plan, key_still_kept, plan
+from komoju.hooks import KomojuHook, PaymentAnswer
+from komoju.outcomes import (
+    FAILED,
+    PENDING,
+    RESPONSE_MAX_CHARS,
+    CallResult,
+    Decision,
+    Job,
+    accepted_since,
+    decide,
+    decide_pending,
+    pending_reason,
+)
+from komoju.planning import Action, Plan, after_settling, key_still_kept, plan
 from komoju.text import sanitise
 
 DRY_RUN_SAMPLE = 20
@@ -96,6 +107,7 @@ class _Batch:
 
     locked: list[str]
     orders: list[store.EligibleOrder]
+    first: bool = False  # the site's first batch of this run (if all its calls get KOMOJU's 403, the key is refused)
     calls: list[Future[_Outcome]] = field(default_factory=list)
     payments: set[str] = field(default_factory=set)  # the payment ids of those calls
 
@@ -107,16 +119,23 @@ class _StopSignal:
         self._lock = threading.Lock()
         self._streak = 0
         self.streak_limit = streak_limit
-        self.auth_error: KomojuAPIError | None = None
+        self.auth_error: CallResult | None = None  # KOMOJU's answer refusing the key
         self.last_transient: str | None = None
         self.event = threading.Event()
 
-    def record(self, decision: Decision, result: CallResult, error: KomojuAPIError | None) -> None:
+    def refuse(self, answer: CallResult) -> None:
+        """KOMOJU refused the site's key: stop sending."""
         with self._lock:
-            if decision.abort_site:
-                self.auth_error = error
-                self.event.set()
-            elif decision.transient:
+            if self.auth_error is None:
+                self.auth_error = answer
+            self.event.set()
+
+    def record(self, decision: Decision, result: CallResult) -> None:
+        if decision.abort_site:
+            self.refuse(result)
+            return
+        with self._lock:
+            if decision.transient:
                 self._streak += 1
                 self.last_transient = result.describe()
                 if self._streak >= self.streak_limit:
@@ -218,11 +237,11 @@ class SiteOrdersRun:
                             held.append(batch)
                             self._start(conn, hook, pool, site, run_id, batch, busy, max_attempts, stop, counts)
                         if len(held) == 2 or (batch is None and held):
-                            self._finish(conn, site, held.pop(0), counts)
+                            self._finish(conn, site, held.pop(0), stop, counts)
                         if batch is None and not held:
                             break
                     while held:  # stopped: what was sent is written, what was not is taken back
-                        self._finish(conn, site, held.pop(0), counts)
+                        self._finish(conn, site, held.pop(0), stop, counts)
                 except BaseException:
                     stop.event.set()  # calls still queued are not sent
                     raise
@@ -232,9 +251,11 @@ class SiteOrdersRun:
         finally:
             hook.close()
         if stop.auth_error is not None:
+            every = " to every call of the site's first batch" if stop.auth_error.http_status == 403 else ""
             raise AirflowFailException(
                 f"Site '{site.site_id}': KOMOJU refused the secret key of Airflow connection "
-                f"'{site.komoju_conn_id}' (HTTP {stop.auth_error.status} {stop.auth_error.code or ''}). The refused "
+                f"'{site.komoju_conn_id}' (HTTP {stop.auth_error.http_status} {stop.auth_error.code or ''}{every}). "
+                "The refused "
                 f"calls changed nothing; {counts['succeeded']} order(s) were finished earlier in this run. Fix the "
                 "secret key in that connection (password field), then clear this task to run the site again."
             )
@@ -255,6 +276,7 @@ class SiteOrdersRun:
         ``first`` orders, so that the calls start while the next, full batch is prepared."""
         after: str | None = None
         limit = min(first, self.batch_size)
+        is_first = True
         while True:
             batch = store.eligible_orders(conn, self.job.value, site.site_id, after=after, limit=limit, run_id=run_id)
             limit = self.batch_size
@@ -277,7 +299,8 @@ class SiteOrdersRun:
                 raise
             orders = _untouched_since(batch, fresh)
             counts["skipped_handled_by_another_run"] += len(locked) - len(orders)
-            yield _Batch(locked, orders)
+            yield _Batch(locked, orders, first=is_first)
+            is_first = False
 
     def _start(
         self,
@@ -292,22 +315,22 @@ class SiteOrdersRun:
         stop: _StopSignal,
         counts: Counter[str],
     ) -> None:
-        """Plan the batch's orders, settle what must be settled, commit the new keys, then submit the calls."""
+        """Plan the batch's orders, look at the payments that must be looked at first, commit the new keys, then
+        submit the calls."""
         now = _now()
         writes = _Writes(self.job)
         calls: list[Plan] = []
-        settle: list[Plan] = []
+        look: list[Plan] = []
         payments: set[str] = set(busy_payments)
         for order in batch.orders:
             if order.payment_id in payments:  # two orders naming one payment: never both in flight
                 counts["deferred_same_payment"] += 1
                 continue
             payments.add(order.payment_id)
-            _route(
-                plan(self.job, site.site_id, order, max_attempts=max_attempts, now=now), calls, settle, writes, counts
-            )
-        calls.extend(self._settle(hook, site, settle, max_attempts, now, stop, writes, counts))
-        if writes.pending:  # settled attempts are closed before new attempts for the same orders start
+            _route(plan(self.job, site.site_id, order, max_attempts=max_attempts, now=now), calls, look, writes, counts)
+        if look:
+            calls.extend(self._look(hook, pool, site, look, max_attempts, now, stop, writes, counts))
+        if writes.has_rows:  # looked-at attempts are closed before new attempts for the same orders start
             writes.commit(conn, site.site_id)
         if stop.event.is_set() or not calls:
             return
@@ -331,47 +354,57 @@ class SiteOrdersRun:
         batch.payments = {step.order.payment_id for step in calls}
         batch.calls = [pool.submit(self._call, hook, step, max_attempts, stop) for step in calls]
 
-    def _finish(self, conn: Any, site: store.Site, batch: _Batch, counts: Counter[str]) -> None:
-        """Wait for the batch's calls, write their results in one transaction, release its orders."""
+    def _finish(self, conn: Any, site: store.Site, batch: _Batch, stop: _StopSignal, counts: Counter[str]) -> None:
+        """Wait for the batch's calls, write their results in one transaction, release its orders.
+
+        KOMOJU's 403 fails only the order it concerns, unless every call of the site's first batch got one: then
+        it is the key that is refused, and the site stops as for a 401 (those orders are left untouched)."""
+        outcomes = [call.result() for call in batch.calls]
+        sent = [o for o in outcomes if o.sent]
+        if batch.first and sent and all(o.decision is not None and o.decision.forbidden for o in sent):
+            stop.refuse(sent[0].result)
+        if stop.auth_error is not None:  # the key is refused: a 403 says nothing about its payment
+            outcomes = [_not_sent(o) if o.decision is not None and o.decision.forbidden else o for o in outcomes]
         writes = _Writes(self.job)
-        for call in batch.calls:
-            outcome = call.result()
+        for outcome in outcomes:
             writes.add(outcome)
             counts[_count_name(outcome)] += 1
             if outcome.decision is not None and outcome.decision.final:
                 counts["final_failures"] += 1
-        if writes.pending:
+        if writes.has_rows:
             writes.commit(conn, site.site_id)
         _release(conn, self.job.value, site.site_id, batch.locked)
         batch.locked = []
 
     def _call(self, hook: KomojuHook, step: Plan, max_attempts: int, stop: _StopSignal) -> _Outcome:
-        """One order's POST (and payment check when KOMOJU refuses); runs on the pool, touches no database."""
+        """One order's POST (and payment check before KOMOJU's refusal is taken as final); runs on the pool,
+        touches no database."""
         if stop.event.is_set():
             return _Outcome(step, None, None, sent=False)
         if not step.new_attempt and not key_still_kept(step.order.open_started_at, _now()):
             return _Outcome(step, None, None, sent=False)  # the key aged meanwhile: settled by GET next run
         order = step.order
-        action = hook.cancel_payment if self.job is Job.CANCEL else hook.refund_payment
         try:
-            result, error = _call_result(lambda: action(order.payment_id, step.idempotency_key))
-            decision = decide(self.job, result, attempt_no=step.try_no, max_attempts=max_attempts)
+            result = _call_result(lambda: hook.payment_action(order.payment_id, self.job.value, step.idempotency_key))
+            facts = {"attempt_no": step.try_no, "max_attempts": max_attempts, "payment_id": order.payment_id}
+            decision = decide(self.job, result, **facts)
             if decision.check_payment:
-                check, _ = _call_result(lambda: hook.get_payment(order.payment_id))
-                decision = decide(self.job, result, attempt_no=step.try_no, max_attempts=max_attempts, check=check)
+                check = _call_result(lambda: hook.get_payment(order.payment_id))
+                decision = decide(self.job, result, check=check, **facts)
         except Exception:  # the POST may have gone out: the attempt stays open and its key is resent later
             self.log.exception(
                 "Site %s order %s: unexpected error around the KOMOJU call", self.site_id, order.order_no
             )
             return _Outcome(step, None, None, sent=True)
-        stop.record(decision, result, error)
+        stop.record(decision, result)
         if decision.abort_site:
             return _Outcome(step, None, result, sent=False)  # refused before KOMOJU looked: nothing happened
         return _Outcome(step, decision, result)
 
-    def _settle(
+    def _look(
         self,
         hook: KomojuHook,
+        pool: ThreadPoolExecutor,
         site: store.Site,
         steps: list[Plan],
         max_attempts: int,
@@ -380,49 +413,96 @@ class SiteOrdersRun:
         writes: _Writes,
         counts: Counter[str],
     ) -> list[Plan]:
-        """Open attempts that must not be resent (key too old, payment id changed, tries used up): look at the
-        payment first. Returns the new calls to make. Rare (crashes, long outages), so done one by one."""
-        calls = []
-        for step in steps:
+        """GET the payment of each open attempt that must not simply be resent: Pending ones (KOMOJU accepted
+        them; only their payment is checked) and those of an earlier run (KOMOJU may have done them, or would
+        only replay an error stored under the key). Returns the calls to make next (resent or new keys)."""
+        limit = dt.timedelta(days=hook.settings.pending_limit_days)
+
+        def check(step: Plan) -> CallResult:
+            payment_id = step.order.open_payment_id or step.order.payment_id
+            return _call_result(lambda: hook.get_payment(payment_id))
+
+        calls: list[Plan] = []
+        for step, seen in zip(steps, pool.map(check, steps), strict=True):
+            order = step.order
+            if seen.http_status == 401:
+                stop.refuse(seen)
             if stop.event.is_set():
                 break
-            order = step.order
-            old_payment = order.open_payment_id or order.payment_id
-            check, error = _call_result(lambda pid=old_payment: hook.get_payment(pid))
-            if check.http_status in (401, 403):
-                stop.record(Decision(None, None, abort_site=True), check, error)
-                break
-            if old_payment != order.payment_id:
-                seen = check.payment_status if check.ok else check.describe()
-                writes.close(
-                    step,
-                    "failed",
-                    check,
-                    f"the order's payment id changed to {order.payment_id}; {old_payment} is {seen} at KOMOJU",
-                )
-            elif check.ok and check.payment_status == self.job.payment_status_reached:
-                writes.add(
-                    _Outcome(step, Decision(self.job.done_status, f"payment {check.payment_status} at KOMOJU"), check)
-                )
-                counts["succeeded"] += 1
+            if step.action is Action.CHECK_PENDING:
+                decision = decide_pending(self.job, seen, accepted_at=order.open_accepted_at, now=now, limit=limit)
+                if decision is None:
+                    counts["pending_unchecked"] += 1
+                    self.log.warning(
+                        "Site %s order %s: could not check pending payment %s (%s); checked again next run",
+                        site.site_id, order.order_no, order.payment_id, seen.describe(),
+                    )  # fmt: skip
+                    continue
+                writes.add(_Outcome(step, decision, seen))
+                counts[_count_name(_Outcome(step, decision, seen))] += 1
+                counts["final_failures"] += decision.final
                 continue
-            elif check.ok or not check.transient:
-                seen = f"payment is {check.payment_status}" if check.ok else f"checking it failed: {check.describe()}"
-                writes.close(step, "failed", check, f"no result recorded for this key within KOMOJU's 24 h; {seen}")
-            else:
-                stop.record(Decision("Failed", None, transient=True), check, error)
-                counts["deferred_unsettled"] += 1
-                self.log.warning(
-                    "Site %s order %s: could not check payment %s of an unfinished attempt (%s); left for later",
-                    site.site_id,
-                    order.order_no,
-                    old_payment,
-                    check.describe(),
-                )
-                continue
-            fresh = plan(self.job, site.site_id, _without_open_attempt(order), max_attempts=max_attempts, now=now)
-            _route(fresh, calls, [], writes, counts)  # no open attempt left: never settles again
+            follow = self._settle(step, seen, max_attempts, now, stop, writes, counts)
+            if follow is not None:
+                _route(follow, calls, [], writes, counts)  # no open attempt left to look at, or resent at once
         return calls
+
+    def _settle(
+        self,
+        step: Plan,
+        seen: CallResult,
+        max_attempts: int,
+        now: dt.datetime,
+        stop: _StopSignal,
+        writes: _Writes,
+        counts: Counter[str],
+    ) -> Plan | None:
+        """An open attempt of an earlier run, after GET of its payment: done, Pending, or what to send next."""
+        order = step.order
+        old_payment = order.open_payment_id or order.payment_id
+        if old_payment == order.payment_id and self.job.reached(seen):
+            writes.add(_Outcome(step, Decision(self.job.done_status, f"payment {seen.payment_status} at KOMOJU"), seen))
+            counts["succeeded"] += 1
+            return None
+        if old_payment == order.payment_id and accepted_since(self.job, seen, order.open_started_at):
+            reason = pending_reason(self.job, seen)
+            writes.add(_Outcome(step, Decision(PENDING, reason, pending=True, redirect_url=seen.redirect_url), seen))
+            counts["pending"] += 1
+            return None
+        if not seen.ok and seen.transient and old_payment == order.payment_id:
+            # The payment cannot be seen now. A young key of this payment is resent as it was (KOMOJU does it at
+            # most once, or replays its answer); anything else waits until the payment can be seen.
+            blind = after_settling(
+                self.job, self.site_id, replace(order, open_http_status=None), max_attempts=max_attempts, now=now
+            )
+            if blind.action is Action.CALL and not blind.new_attempt:
+                return blind
+            stop.record(Decision(FAILED, None, transient=True), seen)
+            counts["deferred_unsettled"] += 1
+            self.log.warning(
+                "Site %s order %s: could not check payment %s of an unfinished attempt (%s); left for later",
+                self.site_id, order.order_no, old_payment, seen.describe(),
+            )  # fmt: skip
+            return None
+        follow = after_settling(self.job, self.site_id, order, max_attempts=max_attempts, now=now)
+        if follow.action is Action.CALL and not follow.new_attempt:
+            return follow  # no answer ever came for this key: resent as it is (KOMOJU does it at most once)
+        shown = f"payment is {seen.payment_status}" if seen.ok else f"checking it failed: {seen.describe()}"
+        if old_payment != order.payment_id:
+            reason = f"the order's payment id changed to {order.payment_id}; {old_payment}: {shown}"
+        elif order.open_http_status is not None:
+            reason = (
+                f"KOMOJU answered HTTP {order.open_http_status} to this key and the payment is not done ({shown}); "
+                "a resend would only replay that answer, so a new attempt starts with a new key"
+            )
+        else:
+            reason = f"no answer to this key while KOMOJU keeps it; {shown}"
+        writes.close(step, "failed", seen, reason)
+        return follow
+
+
+def _not_sent(outcome: _Outcome) -> _Outcome:
+    return replace(outcome, decision=None, sent=False)
 
 
 def _release(conn: Any, job: str, site_id: str, order_nos: list[str]) -> None:
@@ -438,12 +518,12 @@ def _release(conn: Any, job: str, site_id: str, order_nos: list[str]) -> None:
             raise
 
 
-def _route(step: Plan, calls: list[Plan], settle: list[Plan], writes: _Writes, counts: Counter[str]) -> None:
-    """Send a plan where it goes: the calls, the attempts to settle first, the final failures, or the next run."""
+def _route(step: Plan, calls: list[Plan], look: list[Plan], writes: _Writes, counts: Counter[str]) -> None:
+    """Send a plan where it goes: the calls, the payments to look at first, the final failures, or the next run."""
     if step.action is Action.CALL:
         calls.append(step)
-    elif step.action is Action.SETTLE_FIRST:
-        settle.append(step)
+    elif step.action in (Action.SETTLE_FIRST, Action.CHECK_PENDING):
+        look.append(step)
     elif step.action is Action.NEXT_RUN:
         counts["tried_earlier_in_this_run"] += 1
     else:
@@ -458,10 +538,6 @@ def _untouched_since(batch: list[store.EligibleOrder], fresh: list[store.Eligibl
     return [order for order in fresh if before.get(order.order_no) == order.progress]
 
 
-def _without_open_attempt(order: store.EligibleOrder) -> store.EligibleOrder:
-    return replace(order, open_attempt_no=None, open_idempotency_key=None, open_payment_id=None, open_started_at=None)
-
-
 class _Writes:
     """The results of one batch, written in one transaction."""
 
@@ -470,12 +546,14 @@ class _Writes:
         self.closed: list[dict[str, Any]] = []
         self.kept_open: list[dict[str, Any]] = []
         self.taken_back: list[dict[str, Any]] = []
+        self.pending: list[dict[str, Any]] = []
         self.statuses: list[dict[str, Any]] = []
         self.failures: list[dict[str, Any]] = []
+        self.links: list[dict[str, Any]] = []
 
     @property
-    def pending(self) -> bool:
-        return any((self.closed, self.kept_open, self.taken_back, self.statuses, self.failures))
+    def has_rows(self) -> bool:
+        return any((self.closed, self.kept_open, self.taken_back, self.pending, self.statuses, self.failures))
 
     def add(self, outcome: _Outcome) -> None:
         step, decision, result = outcome.plan, outcome.decision, outcome.result
@@ -491,6 +569,9 @@ class _Writes:
                 )
             return  # unknown outcome: the attempt stays open, untouched
         assert result is not None, "a decision comes with the answer it was made from"
+        if decision.pending:
+            self._pending(step, decision, result)
+            return
         row = {
             "order_no": step.order.order_no,
             "attempt_no": step.attempt_no,
@@ -507,6 +588,31 @@ class _Writes:
         )
         if decision.final:
             self._failure(step, decision.status or "Failed", decision.response or "")
+
+    def _pending(self, step: Plan, decision: Decision, result: CallResult) -> None:
+        """KOMOJU accepted it, the payment does not show it done: the attempt stays open, marked Pending."""
+        order = step.order
+        self.pending.append(
+            {
+                "order_no": order.order_no,
+                "attempt_no": step.attempt_no,
+                "http_status": result.http_status if step.action is Action.CALL else None,  # a GET's 200 says less
+                "response": decision.response,
+                "redirect_url": decision.redirect_url,
+            }
+        )
+        self.statuses.append({"order_no": order.order_no, "status": PENDING, "response": decision.response})
+        if decision.redirect_url:  # e-mailed once per attempt (the store keeps the first)
+            self.links.append(
+                {
+                    "order_no": order.order_no,
+                    "attempt_no": step.attempt_no,
+                    "payment_id": order.payment_id,
+                    "redirect_url": decision.redirect_url,
+                    "amount": None if order.amount is None else str(order.amount),
+                    "currency": order.currency,
+                }
+            )
 
     def close(self, step: Plan, outcome: str, result: CallResult, response: str) -> None:
         self.closed.append(
@@ -547,25 +653,30 @@ class _Writes:
             closed=self.closed,
             kept_open=self.kept_open,
             taken_back=self.taken_back,
+            pending=self.pending,
             statuses=self.statuses,
             failures=self.failures,
+            links=self.links,
         )
 
 
-def _call_result(call) -> tuple[CallResult, KomojuAPIError | None]:
-    """Run one hook call and describe its answer; KOMOJU errors become results, not exceptions."""
+def _call_result(call: Callable[[], Any]) -> CallResult:
+    """Run one hook call (a :class:`PaymentAnswer`, or a GET's Payment) and describe its answer; KOMOJU's errors
+    become results, not exceptions."""
     try:
-        payment = call()
+        answer = call()
     except KomojuAPIError as error:
-        result = CallResult(
+        return CallResult(
             ok=False,
             http_status=error.status,
             code=error.code,
             message=error.message,
             transient=error.transient,
+            json_error=error.json_error,
         )
-        return result, error
-    return CallResult(ok=True, http_status=200, payment_status=payment.get("status")), None
+    if isinstance(answer, PaymentAnswer):
+        return CallResult.from_payment(answer.http_status, answer.payment)
+    return CallResult.from_payment(200, answer)
 
 
 def _attempt_outcome(decision: Decision) -> str:
@@ -582,6 +693,8 @@ def _count_name(outcome: _Outcome) -> str:
         return "not_sent" if not outcome.sent else "outcome_unknown"
     if decision.succeeded:
         return "succeeded"
+    if decision.pending:
+        return "pending"
     return "rejected" if decision.status == "Rejected" else "failed"
 
 

@@ -306,6 +306,8 @@ class EligibleOrder:
     open_idempotency_key: str | None
     open_payment_id: str | None
     open_started_at: Any  # datetime | None: first use of the open key
+    open_accepted_at: Any = None  # datetime | None: KOMOJU accepted the open attempt, not done yet (Pending)
+    open_http_status: int | None = None  # the last answer to the open key (None: no answer arrived)
     tried_this_run: bool = False  # an earlier try of this DAG run's task already tried it
 
     @property
@@ -414,21 +416,27 @@ def write_results(
     closed: Sequence[Mapping] = (),
     kept_open: Sequence[Mapping] = (),
     taken_back: Sequence[Mapping] = (),
+    pending: Sequence[Mapping] = (),
     statuses: Sequence[Mapping] = (),
     failures: Sequence[Mapping] = (),
+    links: Sequence[Mapping] = (),
 ) -> None:
     """In one transaction: close attempts KOMOJU answered for good, note transient tries on attempts kept open,
-    take back tries never sent, write order statuses, record final failures.
+    take back tries never sent, mark attempts KOMOJU accepted but has not done (Pending), write order statuses,
+    record final failures and the links customers must visit.
 
     ``closed``: ``order_no, attempt_no, outcome, http_status, error_code, response``; ``kept_open``: the same
-    without ``outcome``; ``taken_back``: ``order_no, attempt_no, new``; ``statuses``: ``order_no, status,
-    response``; ``failures``: ``order_no, attempt_no, payment_id, status, reason, amount, currency``.
+    without ``outcome``; ``taken_back``: ``order_no, attempt_no, new``; ``pending``: ``order_no, attempt_no,
+    http_status, response, redirect_url``; ``statuses``: ``order_no, status, response``; ``failures``:
+    ``order_no, attempt_no, payment_id, status, reason, amount, currency``; ``links``: ``order_no, attempt_no,
+    payment_id, redirect_url, amount, currency``.
     """
     job = _job(job)
     statements = (
         ("attempts_finish", closed),
         ("attempts_keep_open", kept_open),
         ("attempts_take_back", taken_back),
+        ("attempts_mark_pending", pending),
         (f"{job}_status_write", statuses),
     )
     try:
@@ -440,6 +448,11 @@ def write_results(
                 cur.execute(
                     query("final_failures_record"),
                     {"job": job, "site_id": site_id, "failures": json.dumps(list(failures), default=str)},
+                )
+            if links:
+                cur.execute(
+                    query("customer_links_record"),
+                    {"job": job, "site_id": site_id, "links": json.dumps(list(links), default=str)},
                 )
         conn.commit()
     except BaseException:
@@ -473,6 +486,17 @@ class PendingFailure:
 
 
 @dataclass(frozen=True)
+class CustomerLink:
+    """A link KOMOJU gave for a customer to visit (a cash refund's bank-account form), as an e-mail lists it."""
+
+    link_id: int
+    order_no: str
+    amount: Any
+    currency: str | None
+    redirect_url: str
+
+
+@dataclass(frozen=True)
 class UnsentNotification:
     """An e-mail prepared earlier and never sent: sent again as it was."""
 
@@ -480,15 +504,17 @@ class UnsentNotification:
     subject: str
     message_id: str
     failures: list[PendingFailure]
+    links: list[CustomerLink]
 
 
 @dataclass(frozen=True)
 class Notification:
-    """An e-mail prepared for a site's contacts, carrying some final failures."""
+    """An e-mail prepared for a site's contacts, carrying some final failures and customer links."""
 
     notification_id: int
     message_id: str
     failures: int
+    links: int
 
 
 def lock_site_notifications(conn: Connection, job: str, site_id: str) -> None:
@@ -499,14 +525,19 @@ def lock_site_notifications(conn: Connection, job: str, site_id: str) -> None:
 
 
 def unsent_notifications(conn: Connection, job: str, site_id: str) -> list[UnsentNotification]:
-    """The site's e-mails prepared but never sent, with their failures."""
+    """The site's e-mails prepared but never sent, with their failures and customer links."""
     with conn.cursor() as cur:
         cur.execute(query("notifications_unsent"), {"job": _job(job), "site_id": site_id})
-        rows = cur.fetchall()
-    found: dict[int, UnsentNotification] = {}
-    for notification_id, subject, message_id, *failure in rows:
-        entry = found.setdefault(notification_id, UnsentNotification(notification_id, subject, message_id, []))
-        entry.failures.append(PendingFailure(*failure))
+        found = {row[0]: UnsentNotification(*row, [], []) for row in cur.fetchall()}
+        if not found:
+            return []
+        ids = {"notification_ids": list(found)}
+        cur.execute(query("notification_failures"), ids)
+        for notification_id, *failure in cur.fetchall():
+            found[notification_id].failures.append(PendingFailure(*failure))
+        cur.execute(query("notification_links"), ids)
+        for notification_id, *link in cur.fetchall():
+            found[notification_id].links.append(CustomerLink(*link))
     return list(found.values())
 
 
@@ -517,18 +548,26 @@ def unassigned_failures(conn: Connection, job: str, site_id: str) -> list[Pendin
         return [PendingFailure(*row) for row in cur.fetchall()]
 
 
+def unassigned_links(conn: Connection, job: str, site_id: str) -> list[CustomerLink]:
+    """The site's customer links in no e-mail yet."""
+    with conn.cursor() as cur:
+        cur.execute(query("customer_links_unassigned"), {"job": _job(job), "site_id": site_id})
+        return [CustomerLink(*row) for row in cur.fetchall()]
+
+
 def create_notification(
     conn: Connection,
     job: str,
     site_id: str,
     *,
     failure_ids: Sequence[int],
+    link_ids: Sequence[int] = (),
     recipients: Sequence[str],
     subject: str,
     run_id: str,
     mail_domain: str,
 ) -> Notification:
-    """Record an e-mail carrying ``failure_ids`` (those in no e-mail yet); commits."""
+    """Record an e-mail carrying ``failure_ids`` and ``link_ids`` (those in no e-mail yet); commits."""
     try:
         with conn.cursor() as cur:
             cur.execute(
@@ -541,6 +580,7 @@ def create_notification(
                     "run_id": run_id,
                     "mail_domain": mail_domain,
                     "failure_ids": list(failure_ids),
+                    "link_ids": list(link_ids),
                 },
             )
             notification = Notification(*cur.fetchone())

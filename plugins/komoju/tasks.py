@@ -53,8 +53,8 @@ def resolve_sites() -> list[str]:
 @task(task_id="prepare_failure_emails", trigger_rule="all_done")
 def prepare_failure_emails(job: str) -> list[dict[str, Any]]:
     """The e-mails to send for the run's sites: each e-mail prepared before but never sent, as it was (same
-    failures, same Message-ID), and one new e-mail per site with final failures in no e-mail yet. Only for sites
-    with e-mails on and contacts set.
+    failures, same Message-ID), and one new e-mail per site with final failures or customer links (cash refunds
+    waiting for a bank account) in no e-mail yet. Only for sites with e-mails on and contacts set.
 
     Runs even when some site failed, so the other sites' failures still go out. Reads the scope again rather
     than taking it from ``resolve_sites``, which may have failed.
@@ -89,40 +89,49 @@ def _prepare_site(conn: Any, job: Job, site: store.Site, run_id: str) -> list[di
         return []
     store.lock_site_notifications(conn, job.value, site.site_id)  # until this transaction ends
     mails = [
-        _mail(job, site, n.notification_id, n.subject, n.message_id, n.failures)
+        _mail(job, site, n.notification_id, n.subject, n.message_id, n.failures, n.links)
         for n in store.unsent_notifications(conn, job.value, site.site_id)
     ]
-    pending = store.unassigned_failures(conn, job.value, site.site_id)
-    if not pending:
+    failures = store.unassigned_failures(conn, job.value, site.site_id)
+    links = store.unassigned_links(conn, job.value, site.site_id)
+    if not failures and not links:
         conn.rollback()
         return mails
-    subject = emails.failure_subject(job, site.name or site.site_id, len(pending), site.email_locale)
+    subject = emails.failure_subject(job, site.name or site.site_id, len(failures), site.email_locale, len(links))
     notification = store.create_notification(
         conn,
         job.value,
         site.site_id,
-        failure_ids=[f.failure_id for f in pending],
+        failure_ids=[f.failure_id for f in failures],
+        link_ids=[link.link_id for link in links],
         recipients=site.notify_emails,
         subject=subject,
         run_id=run_id,
         mail_domain=MAIL_DOMAIN,
     )
-    mails.append(_mail(job, site, notification.notification_id, subject, notification.message_id, pending))
+    mails.append(_mail(job, site, notification.notification_id, subject, notification.message_id, failures, links))
     return mails
 
 
 def _mail(
-    job: Job, site: store.Site, notification_id: int, subject: str, message_id: str, failures: list
+    job: Job,
+    site: store.Site,
+    notification_id: int,
+    subject: str,
+    message_id: str,
+    failures: list[store.PendingFailure],
+    links: list[store.CustomerLink],
 ) -> dict[str, Any]:
     """The EmailOperator's arguments for one e-mail (to the site's contacts as they are now)."""
     from komoju import emails
 
     lines = [emails.FailureLine(f.order_no, f.amount, f.currency, f.status, f.reason) for f in failures]
+    to_forward = [emails.LinkLine(link.order_no, link.amount, link.currency, link.redirect_url) for link in links]
     return {
         "notification_id": notification_id,
         "site_id": site.site_id,
         "to": list(site.notify_emails),
         "subject": subject,
-        "html_content": emails.failure_html(job, site.name or site.site_id, lines, site.email_locale),
+        "html_content": emails.failure_html(job, site.name or site.site_id, lines, site.email_locale, to_forward),
         "custom_headers": {"Message-ID": message_id},
     }

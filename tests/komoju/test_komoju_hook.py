@@ -258,6 +258,12 @@ def test_concurrency_and_rate_limit_from_extra(
     assert make_hook(max_concurrency=3).settings.max_concurrency == 3, "the keyword argument wins"
 
 
+def test_pending_limit_from_extra(set_conn: Callable[..., None], make_hook: Callable[..., KomojuHook]) -> None:
+    assert make_hook().settings.pending_limit_days == 7.0
+    set_conn(extra={"pending_limit_days": "2.5"})
+    assert make_hook().settings.pending_limit_days == 2.5
+
+
 @pytest.mark.parametrize(
     "extra",
     [
@@ -270,6 +276,8 @@ def test_concurrency_and_rate_limit_from_extra(
         {"max_concurrency": "eight"},
         {"rate_limit": 0},
         {"rate_limit": -2},
+        {"pending_limit_days": 0},
+        {"pending_limit_days": "a week"},
     ],
 )
 def test_invalid_extra_refused(
@@ -1179,3 +1187,68 @@ def test_logs_through_airflow_logger(
     assert "retrying in" in out
     assert "KOMOJU GET /payment_methods: HTTP 200" in out
     assert SECRET not in out
+
+
+# ----------------------------------------------------------------------------- what KOMOJU's answers are
+
+
+@pytest.mark.parametrize(("action", "status"), [("cancel", 200), ("refund", 202)])
+def test_payment_action_returns_komojus_status_with_the_payment(
+    hook: KomojuHook, requests_mock: Any, action: str, status: int
+) -> None:
+    payment = {**PAYMENT, "status": "captured"}
+    requests_mock.post(f"{BASE}/payments/{PAYMENT_ID}/{action}", status_code=status, json=payment)
+    answer = hook.payment_action(PAYMENT_ID, action, KEY)
+    assert (answer.http_status, answer.payment) == (status, payment)
+    sent = requests_mock.last_request
+    assert sent.headers["X-KOMOJU-IDEMPOTENCY"] == KEY
+    assert sent.body == (b"{}" if action == "refund" else None), "a full refund sends the body refund_payment sends"
+    with pytest.raises(ValueError, match="Unknown payment action 'capture'"):
+        hook.payment_action(PAYMENT_ID, "capture", KEY)
+
+
+def test_a_json_403_is_komojus_refusal_an_html_403_a_firewalls(
+    hook: KomojuHook, requests_mock: Any, waits: list[float]
+) -> None:
+    url = f"{BASE}/payments/{PAYMENT_ID}/refund"
+    requests_mock.post(url, status_code=403, json=error_body("forbidden", "no access"))
+    with pytest.raises(KomojuAPIError) as komojus:
+        hook.refund_payment(PAYMENT_ID, KEY)
+    assert (komojus.value.json_error, komojus.value.transient, komojus.value.auth_failure) == (True, False, True)
+    assert requests_mock.call_count == 1
+    requests_mock.post(
+        url, status_code=403, text="<html><h1>403 Forbidden</h1></html>", headers={"Content-Type": "text/html"}
+    )
+    with pytest.raises(KomojuAPIError) as firewalls:
+        hook.refund_payment(PAYMENT_ID, KEY)
+    error = firewalls.value
+    assert (error.json_error, error.transient, error.auth_failure) == (False, True, False)
+    assert "non-JSON body (text/html): 403 Forbidden" in error.message
+    assert requests_mock.call_count == 1 + 4, "a firewall's 403 is retried like an outage"
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "transient"),
+    [
+        (502, "insufficient_funds", False),  # the payment processor said no
+        (502, "card_declined", False),
+        (500, "request_failed", False),
+        (402, "request_failed", False),
+        (502, "bad_gateway", True),
+        (503, "service_unavailable", True),
+        (500, "something_new", True),  # an unknown code on a 5xx: an outage until KOMOJU says otherwise
+    ],
+)
+def test_5xx_refusals_are_not_retried_with_the_same_key(
+    hook: KomojuHook, requests_mock: Any, waits: list[float], status: int, code: str, transient: bool
+) -> None:
+    requests_mock.post(f"{BASE}/payments/{PAYMENT_ID}/refund", status_code=status, json=error_body(code, "no"))
+    with pytest.raises(KomojuAPIError) as info:
+        hook.refund_payment(PAYMENT_ID, KEY)
+    assert (info.value.status, info.value.code, info.value.transient, info.value.json_error) == (
+        status,
+        code,
+        transient,
+        True,
+    )
+    assert requests_mock.call_count == (4 if transient else 1)

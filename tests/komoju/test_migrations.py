@@ -25,6 +25,7 @@ EXPECTED_TABLES = {
     "notification",
     "final_failure",
     "setting_change",
+    "customer_link",
     "schema_migration",
 }
 

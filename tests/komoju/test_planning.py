@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from komoju.outcomes import Job, idempotency_key
-from komoju.planning import KEY_REUSE_WINDOW, Action, plan, row_problem
+from komoju.planning import KEY_REUSE_WINDOW, Action, after_settling, plan, row_problem
 from komoju.store import EligibleOrder
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
@@ -56,8 +56,32 @@ def test_an_order_whose_attempt_was_answered_gets_a_new_attempt_and_key():
     assert step.idempotency_key.endswith("-3")
 
 
-def test_an_open_attempt_is_resent_with_its_own_key_and_counts_a_try():
-    step = plan(Job.REFUND, "s1", open_order(tries=2), max_attempts=3, now=NOW)
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},  # even a young key: KOMOJU may have done it, or stored an error it would only replay
+        {"open_http_status": 503},
+        {"open_started_at": NOW - KEY_REUSE_WINDOW},  # KOMOJU may have forgotten the key
+        {"open_started_at": NOW - dt.timedelta(days=3)},
+        {"open_payment_id": "zzzzzzzzzzzzzzzzzzzzzzzzz"},  # the order's payment id changed since
+        {"tries": 3},  # tries used up: look at the payment before giving up
+        {"currency": "???"},  # something may have been sent: settled before the row's problems count
+    ],
+)
+def test_an_open_attempt_of_an_earlier_run_is_settled_by_get_first(changes):
+    step = plan(Job.REFUND, "s1", open_order(**changes), max_attempts=3, now=NOW)
+    assert step.action is Action.SETTLE_FIRST
+    assert step.attempt_no == 1
+
+
+def test_a_pending_attempt_is_only_ever_checked():
+    pending = open_order(open_accepted_at=NOW - dt.timedelta(days=1), open_http_status=202, tried_this_run=True)
+    step = plan(Job.REFUND, "s1", pending, max_attempts=1, now=NOW)
+    assert (step.action, step.attempt_no, step.counts_try) == (Action.CHECK_PENDING, 1, False)
+
+
+def test_after_settling_a_key_no_answer_came_for_is_resent_and_counts_a_try():
+    step = after_settling(Job.REFUND, "s1", open_order(tries=2), max_attempts=3, now=NOW)
     assert (step.action, step.attempt_no, step.try_no, step.idempotency_key, step.new_attempt) == (
         Action.CALL,
         1,
@@ -70,23 +94,22 @@ def test_an_open_attempt_is_resent_with_its_own_key_and_counts_a_try():
 @pytest.mark.parametrize(
     "changes",
     [
-        {"open_started_at": NOW - KEY_REUSE_WINDOW},  # KOMOJU may have forgotten the key
-        {"open_started_at": NOW - dt.timedelta(days=3)},
-        {"open_payment_id": "zzzzzzzzzzzzzzzzzzzzzzzzz"},  # the order's payment id changed since
-        {"tries": 3},  # tries used up: look at the payment before giving up
+        {"open_http_status": 503},  # KOMOJU answered an error: resending the key may only replay it
+        {"open_http_status": 409},
+        {"open_started_at": NOW - KEY_REUSE_WINDOW},
+        {"open_payment_id": "zzzzzzzzzzzzzzzzzzzzzzzzz"},
     ],
 )
-def test_an_open_attempt_that_must_not_be_resent_is_settled_first(changes):
-    step = plan(Job.REFUND, "s1", open_order(**changes), max_attempts=3, now=NOW)
-    assert step.action is Action.SETTLE_FIRST
-    assert step.attempt_no == 1
+def test_after_settling_anything_else_starts_a_new_attempt_with_a_new_key(changes):
+    step = after_settling(Job.REFUND, "s1", open_order(**changes), max_attempts=3, now=NOW)
+    assert (step.action, step.attempt_no, step.try_no, step.new_attempt) == (Action.CALL, 2, 2, True)
+    assert step.idempotency_key == idempotency_key(Job.REFUND, "s1", "1001", PAY, 2)
 
 
-def test_an_open_attempt_wins_over_a_row_that_became_invalid():
-    # Something may have been sent: it is settled before anything else, even if the row now looks wrong.
-    step = plan(Job.REFUND, "s1", open_order(currency="???"), max_attempts=3, now=NOW)
-    assert step.action is Action.CALL
-    assert step.idempotency_key == "stored-key-1"
+def test_after_settling_without_tries_left_the_order_is_given_up():
+    step = after_settling(Job.REFUND, "s1", open_order(tries=3, open_http_status=503), max_attempts=3, now=NOW)
+    assert step.action is Action.GIVE_UP
+    assert after_settling(Job.REFUND, "s1", open_order(tries=3), max_attempts=3, now=NOW).action is Action.GIVE_UP
 
 
 def test_tries_used_up_means_give_up_without_a_call():

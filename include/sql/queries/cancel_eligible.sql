@@ -3,7 +3,8 @@
 -- locking them. The predicate on komoju.orders repeats the partial index orders_cancel_candidates word for word.
 -- An order given up on (a final failure after a call) is out for that payment id; one refused before any call
 -- (a bad row, attempt_no 0) stays in, so a corrected row is processed. tried_this_run: this DAG run (%(run_id)s)
--- already tried the order, in an earlier try of its task.
+-- already tried the order, in an earlier try of its task. open_accepted_at: KOMOJU accepted the open attempt but the
+-- payment did not show it done (Pending); open_http_status: the last answer to the open attempt's key (NULL: none).
 SELECT o.order_no,
        o.komoju_payment_id,
        o.total_gross_price,
@@ -14,6 +15,8 @@ SELECT o.order_no,
        open.idempotency_key    AS open_idempotency_key,
        open.komoju_payment_id  AS open_payment_id,
        open.started_at         AS open_started_at,
+       open.accepted_at        AS open_accepted_at,
+       open.http_status        AS open_http_status,
        used.tried_this_run
 FROM komoju.orders AS o
 LEFT JOIN LATERAL (
