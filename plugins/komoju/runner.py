@@ -497,7 +497,7 @@ class SiteOrdersRun:
             )
         else:
             reason = f"no answer to this key while KOMOJU keeps it; {shown}"
-        writes.close(step, "failed", seen, reason)
+        writes.close(step, "failed", reason)
         return follow
 
 
@@ -614,14 +614,15 @@ class _Writes:
                 }
             )
 
-    def close(self, step: Plan, outcome: str, result: CallResult, response: str) -> None:
+    def close(self, step: Plan, outcome: str, response: str) -> None:
+        """Close an open attempt without a new answer to its key (the last one it got stays recorded)."""
         self.closed.append(
             {
                 "order_no": step.order.order_no,
                 "attempt_no": step.attempt_no,
                 "outcome": outcome,
-                "http_status": result.http_status,
-                "error_code": result.code,
+                "http_status": None,
+                "error_code": None,
                 "response": sanitise(response, limit=RESPONSE_MAX_CHARS),
             }
         )

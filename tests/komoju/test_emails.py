@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from komoju.emails import FailureLine, failure_html, failure_subject
+from komoju.emails import FailureLine, LinkLine, failure_html, failure_subject
 from komoju.money import format_amount
 from komoju.outcomes import Job
 
@@ -49,3 +49,20 @@ def test_format_amount():
     assert format_amount(Decimal("5"), "KRW") == "5 KRW"
     assert format_amount(None, "JPY") == "— JPY"
     assert format_amount(Decimal("7.25"), "XYZ") == "7.25 XYZ"
+
+
+def test_links_for_customers_get_a_section_of_their_own_escaped():
+    links = [LinkLine("<i>2001</i>", Decimal("1500"), "JPY", 'https://komoju.example/r/1?a=1&b="x"')]
+    html = failure_html(Job.REFUND, "Shop", [], "en", links)
+    assert "bank account" in html
+    assert "could not be refunded" not in html, "no failure, no failure table"
+    assert "&lt;i&gt;2001&lt;/i&gt;" in html
+    assert 'href="https://komoju.example/r/1?a=1&amp;b=&quot;x&quot;"' in html
+    assert "1,500 JPY" in html
+    both = failure_html(Job.REFUND, "Shop", LINES, "ja", links)
+    assert "返金先口座" in both
+    assert both.index("KOMOJU からの理由") < both.index("お客様用リンク")
+    assert failure_subject(Job.REFUND, "Shop", 0, "en", links=1) == (
+        "[KOMOJU] 1 refund(s) need the customer's bank account (site: Shop)"
+    )
+    assert failure_subject(Job.REFUND, "Shop", 2, "en", links=1).startswith("[KOMOJU] 2 order(s) could not")

@@ -225,6 +225,26 @@ def test_an_unsent_email_is_sent_again_as_it_was_and_new_failures_get_their_own(
     orders.rollback()
 
 
+def test_customer_links_are_recorded_once_and_travel_in_an_email_until_it_is_sent(orders):
+    link = {"order_no": "R001", "attempt_no": 1, "payment_id": "pR001", "redirect_url": "https://k.example/r/1",
+            "amount": "1500", "currency": "JPY"}  # fmt: skip
+    store.write_results(orders, "refund", "s1", links=[link])
+    store.write_results(orders, "refund", "s1", links=[{**link, "redirect_url": "https://k.example/r/other"}])
+    (unassigned,) = store.unassigned_links(orders, "refund", "s1")
+    assert (unassigned.order_no, unassigned.redirect_url) == ("R001", "https://k.example/r/1"), "the first is kept"
+    store.lock_site_notifications(orders, "refund", "s1")
+    mail = store.create_notification(
+        orders, "refund", "s1", failure_ids=[], link_ids=[unassigned.link_id], recipients=["a@example.com"],
+        subject="s", run_id="run-1", mail_domain="example.com",
+    )  # fmt: skip
+    assert (mail.failures, mail.links) == (0, 1)
+    assert store.unassigned_links(orders, "refund", "s1") == []
+    (unsent,) = store.unsent_notifications(orders, "refund", "s1")  # a links-only e-mail whose send failed
+    assert (unsent.failures, [x.redirect_url for x in unsent.links]) == ([], ["https://k.example/r/1"])
+    store.mark_notification_sent(orders, mail.notification_id)
+    assert store.unsent_notifications(orders, "refund", "s1") == []
+
+
 def test_a_sender_waiting_on_a_concurrent_send_sees_it_sent(orders, pg_server, komoju_database):
     _record_failure(orders, "R001")
     mail = _new_mail(orders, "run-1")

@@ -198,18 +198,24 @@ def outcome_problems(conn: Any, job: str, orders: Iterable[Order], ledger: list[
 
 
 def half_written(conn: Any, job: str, site_ids: Iterable[str]) -> list[str]:
-    """Orders whose status and attempt history disagree: an attempt left open, a status without its closed attempt
-    (or of another outcome), a closed attempt whose order has no status, a final failure without its status."""
+    """Orders whose status and attempt history disagree: an attempt left open (but for a Pending order's, which KOMOJU
+    accepted), a Pending order without that attempt, a status without its closed attempt (or of another outcome), a
+    closed attempt whose order has no status, a final failure without its status."""
     site_ids = list(site_ids)
     column = {"cancel": "komoju_cancel_status", "refund": "komoju_refund_status"}[job]
     problems = []
     open_attempts = rows(
         conn,
-        "SELECT site_id, order_no, attempt_no FROM komoju.attempt WHERE job = %s AND site_id = ANY(%s)"
-        " AND finished_at IS NULL",
+        f"SELECT a.site_id, a.order_no, a.attempt_no, a.accepted_at IS NOT NULL, o.{column}"  # noqa: S608 (fixed column)
+        " FROM komoju.attempt AS a LEFT JOIN komoju.orders AS o ON o.site_id = a.site_id AND o.order_no = a.order_no"
+        " WHERE a.job = %s AND a.site_id = ANY(%s) AND a.finished_at IS NULL",
         (job, site_ids),
     )
-    problems += [f"{s}/{o}: attempt {n} left open" for s, o, n in open_attempts]
+    problems += [
+        f"{s}/{o}: attempt {n} left open" for s, o, n, accepted, status in open_attempts
+        if not (accepted and status == "Pending")
+    ]  # fmt: skip
+    pending = {(s, o) for s, o, _, accepted, status in open_attempts if accepted and status == "Pending"}
     last = rows(
         conn,
         f"SELECT o.site_id, o.order_no, o.{column}, a.outcome, f.status"  # noqa: S608 (fixed column names)
@@ -223,6 +229,10 @@ def half_written(conn: Any, job: str, site_ids: Iterable[str]) -> list[str]:
     )
     for site_id, order_no, status, outcome, failure in last:
         where = f"{site_id}/{order_no}"
+        if status == "Pending":
+            if (site_id, order_no) not in pending:
+                problems.append(f"{where}: Pending without an open attempt KOMOJU accepted")
+            continue
         if outcome is not None and status is None:
             problems.append(f"{where}: attempt closed ({outcome}) but no status written")
         if status is not None and outcome is None and failure is None:
