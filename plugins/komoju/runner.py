@@ -440,7 +440,7 @@ class SiteOrdersRun:
                     continue
                 writes.add(_Outcome(step, decision, seen))
                 counts[_count_name(_Outcome(step, decision, seen))] += 1
-                counts["final_failures"] += decision.final
+                counts["final_failures"] += int(decision.final)
                 continue
             follow = self._settle(step, seen, max_attempts, now, stop, writes, counts)
             if follow is not None:
@@ -465,7 +465,7 @@ class SiteOrdersRun:
             counts["succeeded"] += 1
             return None
         if old_payment == order.payment_id and accepted_since(self.job, seen, order.open_started_at):
-            reason = pending_reason(self.job, seen)
+            reason = pending_reason(self.job, seen, seen.newest_refund_at)
             writes.add(_Outcome(step, Decision(PENDING, reason, pending=True, redirect_url=seen.redirect_url), seen))
             counts["pending"] += 1
             return None

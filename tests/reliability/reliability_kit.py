@@ -294,7 +294,8 @@ def assert_site_finished(
 ) -> None:  # fmt: skip
     """The end state every single-site scenario checks: each order as expected with exactly one effect, none
     half-written, the final failures recorded and each e-mailed once to ``recipient``."""
-    assert outcome_problems(conn, job, orders, ledger) == [], context
+    problems = outcome_problems(conn, job, orders, ledger)
+    assert problems == [], f"{context}: {problems}"
     assert half_written(conn, job, [site_id]) == []
     finals = {o.order_no for o in orders if o.final}
     recorded = {o for (o,) in rows(conn, "SELECT order_no FROM komoju.final_failure WHERE site_id = %s",
