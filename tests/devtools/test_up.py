@@ -13,6 +13,7 @@ import socket
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.slow
 
 PROCESSES = PROJECT_ROOT / ".local" / "up" / "processes.json"
 SCREENSHOTS = PROJECT_ROOT / ".local" / "test-output" / "ui"
+REACT_SCREENSHOTS = PROJECT_ROOT / ".local" / "test-output" / "ui-skeleton"
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -145,7 +147,7 @@ def test_komoju_page_in_a_real_browser(live):
             page.fill("input[name=username]", "admin")
             page.fill("input[name=password]", live.password)
             page.click("button:has-text('Sign in')")
-            page.get_by_role("link", name="KOMOJU").click()
+            page.get_by_role("link", name="KOMOJU", exact=True).click()  # not "KOMOJU (React)"
             # Playwright's sync API only sees the page change while one of its own calls waits: no poll_until here.
             frame = page.wait_for_selector("iframe[src*='/komoju']", timeout=60_000).content_frame()
             frame.wait_for_selector("#site-tokyo")
@@ -198,6 +200,74 @@ def test_komoju_page_in_a_real_browser(live):
             page.wait_for_url(re.compile(r"/dags/komoju_update_payment_methods/runs/[^/]+/tasks/sync_site/mapped/0$"))
             page.wait_for_selector("text=tokyo", timeout=60_000)  # its page names the instance by its site label
             page.screenshot(path=SCREENSHOTS / "4-latest-sync-run.png")
+        finally:
+            browser.close()
+
+
+@pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (make test installs Debian's)")
+def test_komoju_react_plugin_in_a_real_browser(live):
+    """The React plugin (plugins/komoju_react.py) loads into Airflow's own React tree: its nav page follows the
+    user's color mode and language as set in Airflow's user menu, calls its API with the UI's login cookie, and
+    its tab on a cancel run receives the run's ids."""
+    from playwright.sync_api import sync_playwright
+
+    run_id = live.trigger("komoju_cancel_process", {"site_ids": ["tokyo"]})
+    other_run_id = live.trigger("komoju_update_payment_methods", {"site_ids": ["tokyo"]})
+    REACT_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )  # fmt: skip
+        try:
+            page = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 800}).new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(live.url)
+            page.fill("input[name=username]", "admin")
+            page.fill("input[name=password]", live.password)
+            page.click("button:has-text('Sign in')")
+
+            page.get_by_role("link", name="KOMOJU (React)").click()
+            page.wait_for_selector("[data-testid=komoju-api]:has-text('\"ok\": true')", timeout=60_000)
+            assert page.inner_text("[data-testid=komoju-color-mode]") == "light"
+            assert page.inner_text("[data-testid=komoju-language]") == "English"
+            page.screenshot(path=REACT_SCREENSHOTS / "1-nav-light.png")
+
+            page.get_by_role("button", name="User").click()  # Airflow's own setting, not the plugin's
+            page.get_by_role("menuitem", name="Appearance").hover()
+            page.get_by_role("menuitemradio", name="Dark Mode").click()
+            page.wait_for_selector("[data-testid=komoju-color-mode]:text-is('dark')")
+            page.keyboard.press("Escape")
+            page.wait_for_selector("[role=menu]", state="detached")
+            page.screenshot(path=REACT_SCREENSHOTS / "2-nav-dark.png")
+
+            page.get_by_role("button", name="User").click()
+            page.get_by_role("menuitem", name="Select Language").click()
+            page.get_by_role("combobox").click()
+            page.get_by_role("option", name="日本語").click()
+            page.keyboard.press("Escape")  # closes the language dialog
+            page.wait_for_selector("[role=dialog]", state="detached")
+            page.wait_for_selector("[data-testid=komoju-language]:text-is('日本語')")
+            assert "ログイン済み" in page.inner_text("[data-testid=komoju-api]")
+            page.screenshot(path=REACT_SCREENSHOTS / "3-nav-dark-ja.png")
+
+            page.goto(f"{live.url}/dags/komoju_cancel_process/runs/{quote(run_id, safe='')}")
+            page.get_by_role("link", name="KOMOJU run (React)").click()
+            page.wait_for_selector(f"[data-testid=komoju-run-id]:text-is('{run_id}')", timeout=60_000)
+            assert page.inner_text("[data-testid=komoju-dag-id]") == "komoju_cancel_process"
+            assert page.query_selector("[data-testid=komoju-not-a-komoju-run]") is None
+            page.screenshot(path=REACT_SCREENSHOTS / "4-cancel-run-tab.png")
+
+            # Airflow 3.3 cannot limit a dag_run tab to some DAGs: on other runs the tab says it does not apply.
+            page.goto(f"{live.url}/dags/komoju_update_payment_methods/runs/{quote(other_run_id, safe='')}")
+            page.get_by_role("link", name="KOMOJU run (React)").click()
+            page.wait_for_selector(f"[data-testid=komoju-run-id]:text-is('{other_run_id}')", timeout=60_000)
+            assert "別の DAG" in page.inner_text("[data-testid=komoju-not-a-komoju-run]")
+            page.screenshot(path=REACT_SCREENSHOTS / "5-other-run-tab.png")
+            assert errors == []
         finally:
             browser.close()
 
