@@ -46,6 +46,7 @@ export default defineConfig(({ command }) => ({
   test: {
     environment: "happy-dom",
     include: ["src/**/*.test.{ts,tsx}"],
+    setupFiles: ["src/test/setup.ts"],
     restoreMocks: true,
     unstubGlobals: true,
   },

@@ -9,14 +9,20 @@
  * - Color mode: next-themes (`attribute: "class"`, storage key `theme`) puts `light` or `dark` on `<html>`,
  *   already resolved when the user picked "system". Chakra's semantic tokens follow that class by themselves.
  *
- * Both hooks re-render when the host changes `<html>`'s attributes, so the plugin follows the user's settings
- * without a reload.
+ * - Time zone: the host's time-zone selector stores the chosen zone JSON-encoded in localStorage under
+ *   `timezone` and announces the change with a "local-storage" event on window ("storage" from other tabs);
+ *   unset, the host shows the browser's zone.
+ *
+ * The hooks re-render when the host changes `<html>`'s attributes or the stored zone, so the plugin follows the
+ * user's settings without a reload.
  */
 import { useSyncExternalStore } from "react";
 
 export type ColorMode = "light" | "dark";
 
 export const LANGUAGE_STORAGE_KEY = "i18nextLng";
+
+export const TIMEZONE_STORAGE_KEY = "timezone";
 
 const subscribeToHtmlAttributes = (onChange: () => void): (() => void) => {
   const observer = new MutationObserver(onChange);
@@ -26,11 +32,32 @@ const subscribeToHtmlAttributes = (onChange: () => void): (() => void) => {
   return () => observer.disconnect();
 };
 
-const storedLanguage = (): string | null => {
+const subscribeToStorage = (onChange: () => void): (() => void) => {
+  globalThis.addEventListener("storage", onChange);
+  globalThis.addEventListener("local-storage", onChange);
+
+  return () => {
+    globalThis.removeEventListener("storage", onChange);
+    globalThis.removeEventListener("local-storage", onChange);
+  };
+};
+
+const stored = (key: string): string | null => {
   try {
-    return globalThis.localStorage.getItem(LANGUAGE_STORAGE_KEY);
+    return globalThis.localStorage.getItem(key);
   } catch {
     return null; // storage disabled: fall back to the page
+  }
+};
+
+const storedLanguage = (): string | null => stored(LANGUAGE_STORAGE_KEY);
+
+const isTimeZone = (zone: string): boolean => {
+  try {
+    new Intl.DateTimeFormat("en", { timeZone: zone });
+    return true;
+  } catch {
+    return false;
   }
 };
 
@@ -42,9 +69,25 @@ export const hostLanguage = (): string =>
 export const hostColorMode = (): ColorMode =>
   document.documentElement.classList.contains("dark") ? "dark" : "light";
 
+/** The IANA time zone the Airflow UI shows times in. */
+export const hostTimeZone = (): string => {
+  const raw = stored(TIMEZONE_STORAGE_KEY);
+  let zone: unknown = raw;
+
+  try {
+    zone = raw === null ? null : JSON.parse(raw);
+  } catch {
+    // stored unencoded: take it as it is
+  }
+
+  return typeof zone === "string" && isTimeZone(zone) ? zone : Intl.DateTimeFormat().resolvedOptions().timeZone;
+};
+
 export const useHostLanguage = (): string => useSyncExternalStore(subscribeToHtmlAttributes, hostLanguage);
 
 export const useHostColorMode = (): ColorMode => useSyncExternalStore(subscribeToHtmlAttributes, hostColorMode);
+
+export const useHostTimeZone = (): string => useSyncExternalStore(subscribeToStorage, hostTimeZone);
 
 /**
  * The URL of one of the plugin's own endpoints, resolved against the host's `<base href>` so that it still

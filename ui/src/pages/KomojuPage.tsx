@@ -1,61 +1,79 @@
-import { Badge, Box, Code, Heading, HStack, Spinner, Stack, Text } from "@chakra-ui/react";
-import type { ReactNode } from "react";
+import { Alert, Box, Heading, HStack, SimpleGrid, Stack, Text } from "@chakra-ui/react";
+import { useState } from "react";
+import { useSearchParams } from "react-router-dom";
 
-import { useHostColorMode, useHostLanguage } from "../host";
-import { languageName, messagesFor } from "../messages";
-import { useHello } from "./useHello";
+import { paths, type Overview } from "../api";
+import { ErrorNote, Loading, Muted } from "../components/Notes";
+import { useLocale } from "../locale";
+import { useApi } from "../useApi";
+import { SiteCard } from "./SiteCard";
+import { SiteDetailsPanel } from "./SiteDetails";
 
-const Fact = ({ label, children }: { readonly label: string; readonly children: ReactNode }) => (
-  <HStack gap={3}>
-    <Text color="fg.muted" minW="10rem">
-      {label}
-    </Text>
-    {children}
-  </HStack>
-);
-
-/** The nav page (destination "nav"): for now, what the host tells the plugin and whether its API answers. */
+/**
+ * The nav page (destination "nav"): every site as a card (the API sorts them, active first), and the details of
+ * one site below; which one is in the URL (`?site=<id>`, the host's router), so it survives a reload and a link
+ * can point at it. Without one, the first site's details are shown.
+ */
 export const KomojuPage = () => {
-  const language = useHostLanguage();
-  const colorMode = useHostColorMode();
-  const hello = useHello();
-  const text = messagesFor(language);
+  const { text } = useLocale();
+  const [reloadKey, setReloadKey] = useState(0);
+  const overview = useApi<Overview>(paths.overview(), reloadKey);
+  const [searchParams, setSearchParams] = useSearchParams();
+  const sites = overview.data?.sites ?? [];
+  const requested = searchParams.get("site");
+  const selected = sites.find((site) => site.site_id === requested) ?? sites[0];
+  const reload = () => setReloadKey((key) => key + 1);
 
   return (
-    <Box p={6}>
+    <Box p={{ base: 3, md: 6 }}>
       <Stack gap={5}>
-        <Stack gap={1}>
+        <HStack alignItems="baseline" flexWrap="wrap" gap={4} justifyContent="space-between">
           <Heading as="h1" size="2xl">
             {text.title}
           </Heading>
-          <Text color="fg.muted">{text.subtitle}</Text>
-        </Stack>
-        <Stack borderColor="border" borderRadius="md" borderWidth="1px" gap={3} p={4}>
-          <Fact label={text.language}>
-            <Text data-testid="komoju-language">{languageName(language)}</Text>
-            <Code>{language}</Code>
-          </Fact>
-          <Fact label={text.colorMode}>
-            <Badge colorPalette={colorMode === "dark" ? "purple" : "yellow"} data-testid="komoju-color-mode">
-              {colorMode}
-            </Badge>
-          </Fact>
-          <Fact label={text.api}>
-            <Code>GET /komoju-ui/api/hello</Code>
-            {hello.status === "loading" ? (
-              <HStack gap={2}>
-                <Spinner size="sm" />
-                <Text>{text.apiLoading}</Text>
-              </HStack>
-            ) : (
-              <Badge colorPalette={hello.status === "ok" ? "green" : "red"} data-testid="komoju-api">
-                {hello.status === "ok"
-                  ? `${text.apiOk} {"ok": true}`
-                  : `${text.apiError}${hello.httpStatus === undefined ? "" : ` (HTTP ${hello.httpStatus})`}`}
-              </Badge>
-            )}
-          </Fact>
-        </Stack>
+          {overview.data ? (
+            <Text color="fg.muted" fontSize="sm">
+              {text.signedInAs}: {overview.data.user}
+            </Text>
+          ) : null}
+        </HStack>
+        {overview.error ? <ErrorNote error={overview.error} /> : null}
+        {overview.data === undefined ? (
+          overview.loading ? (
+            <Loading />
+          ) : null
+        ) : (
+          <>
+            {overview.data.runs_unknown ? (
+              <Alert.Root data-testid="komoju-runs-unknown" size="sm" status="warning" variant="subtle">
+                <Alert.Indicator />
+                <Alert.Description>{text.runsUnknown}</Alert.Description>
+              </Alert.Root>
+            ) : null}
+            {sites.length === 0 ? <Muted>{text.noSites}</Muted> : null}
+            <SimpleGrid as="ul" columns={{ base: 1, lg: 2 }} gap={4} listStyleType="none">
+              {sites.map((site) => (
+                <Box as="li" key={site.site_id}>
+                  <SiteCard
+                    onSelect={() => setSearchParams({ site: site.site_id })}
+                    runsUnknown={overview.data?.runs_unknown ?? false}
+                    selected={site.site_id === selected?.site_id}
+                    site={site}
+                  />
+                </Box>
+              ))}
+            </SimpleGrid>
+            {selected ? (
+              <SiteDetailsPanel
+                key={selected.site_id}
+                onChanged={reload}
+                reloadKey={reloadKey}
+                scrollIntoView={requested === selected.site_id}
+                siteId={selected.site_id}
+              />
+            ) : null}
+          </>
+        )}
       </Stack>
     </Box>
   );
