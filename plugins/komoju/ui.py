@@ -308,12 +308,14 @@ def _site_json(
 
 
 def _counts(job: str, by_status: dict[str | None, int]) -> dict[str, int]:
-    """Counts as the page shows them: to do, done, Pending, Rejected, Failed (and orders without a payment id)."""
+    """Counts as the page shows them: to do, done, Pending, Rejected, Failed (and orders without a payment id,
+    which are not the jobs' to handle)."""
     done = "Cancelled" if job == "cancel" else "Refunded"
     shown = {"to_do": by_status.get(None, 0), done: 0, "Pending": 0, "Rejected": 0, "Failed": 0}
     for status, count in by_status.items():
         if status is not None:
-            shown[status] = shown.get(status, 0) + count
+            key = "no_payment_id" if status == "no payment id" else status
+            shown[key] = shown.get(key, 0) + count
     return shown
 
 

@@ -41,6 +41,7 @@ const EN = {
     Pending: "Pending (awaiting KOMOJU)",
     Rejected: "Rejected",
     Failed: "Failed",
+    no_payment_id: "No KOMOJU payment id",
   } as Record<string, string>,
 
   // Airflow's task states
@@ -211,6 +212,7 @@ const JA: Messages = {
     Pending: "処理中 (KOMOJU 確認待ち)",
     Rejected: "拒否",
     Failed: "失敗",
+    no_payment_id: "KOMOJU 決済 ID なし",
   },
 
   // The words Airflow's own Japanese UI uses for these states.

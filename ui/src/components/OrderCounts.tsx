@@ -4,7 +4,7 @@ import type { OrderJob, StatusCounts } from "../api";
 import { useLocale } from "../locale";
 import { OrderStatusBadge } from "./StateBadge";
 
-const STATUS_ORDER = ["to_do", "Cancelled", "Refunded", "Pending", "Rejected", "Failed"];
+const STATUS_ORDER = ["to_do", "Cancelled", "Refunded", "Pending", "Rejected", "Failed", "no_payment_id"];
 const JOBS: readonly OrderJob[] = ["cancel", "refund"];
 
 /**

@@ -25,7 +25,7 @@ export const KomojuPage = () => {
   const reload = () => setReloadKey((key) => key + 1);
 
   return (
-    <Box p={{ base: 3, md: 6 }}>
+    <Box data-testid="komoju-page" p={{ base: 3, md: 6 }}>
       <Stack gap={5}>
         <HStack alignItems="baseline" flexWrap="wrap" gap={4} justifyContent="space-between">
           <Heading as="h1" size="2xl">

@@ -137,7 +137,7 @@ export const RunTab = ({ dagId, runId }: PluginProps) => {
   const data = report.data;
 
   return (
-    <Box p={4}>
+    <Box data-testid="komoju-run-tab" p={4}>
       <Stack gap={4}>
         <Heading as="h2" size="lg">
           {text.runTitle}
