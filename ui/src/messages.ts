@@ -73,7 +73,7 @@ const EN = {
   // read-only
   readOnly: (names: string) => `Read-only: your Airflow role cannot edit ${names}.`,
   readOnlyNothingNamed: "Read-only: your Airflow role cannot edit this.",
-  kinds: { dag: "DAG", connection: "connection" } as Record<string, string>,
+  kinds: { dag: "the DAG", connection: "the connection" } as Record<string, string>,
   listSeparator: ", ",
 
   // settings form

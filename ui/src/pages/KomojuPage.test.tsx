@@ -138,7 +138,7 @@ describe("KomojuPage for a user who may not edit", () => {
     const note = within(details).getByTestId("komoju-read-only");
 
     expect(note.textContent).toBe(
-      "Read-only: your Airflow role cannot edit DAG komoju_refund_process, connection komoju_default.",
+      "Read-only: your Airflow role cannot edit the DAG komoju_refund_process, the connection komoju_default.",
     );
     for (const control of details.querySelectorAll("input, textarea, select, button")) {
       expect((control as HTMLInputElement).disabled, control.outerHTML).toBe(true);
@@ -148,7 +148,7 @@ describe("KomojuPage for a user who may not edit", () => {
     const table = await screen.findByTestId("komoju-payment-methods");
 
     expect(screen.getAllByTestId("komoju-read-only")[1]?.textContent).toBe(
-      "Read-only: your Airflow role cannot edit DAG komoju_update_payment_methods.",
+      "Read-only: your Airflow role cannot edit the DAG komoju_update_payment_methods.",
     );
     const controls = table.querySelectorAll("input, button");
 
