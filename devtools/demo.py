@@ -171,7 +171,7 @@ def summary(stack: Stack) -> dict[str, Any]:
                 "payment_methods": [
                     f"{m.type_slug} {m.currency}" for m in store.payment_methods(conn, site.site_id) if m.enabled
                 ],
-                "orders": store.order_status_counts(conn, site.site_id),
+                "orders": store.order_status_counts(conn, [site.site_id])[site.site_id],
                 "final_failures": [
                     {
                         "job": f.job,

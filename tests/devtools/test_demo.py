@@ -43,8 +43,8 @@ EXPECTED_MAILS = {
         "[KOMOJU] 返金できなかった注文 2件 (サイト: 東京ストア)": ["T-R03", "T-R07"],
     },
     ("ops@example.com", "finance@example.com"): {
-        "[KOMOJU] 1 order(s) could not be cancelled (site: Global Store)": ["G-C03"],
-        "[KOMOJU] 2 order(s) could not be refunded (site: Global Store)": ["G-R02", "G-R04"],
+        "[KOMOJU] 1 order could not be cancelled (site: Global Store)": ["G-C03"],
+        "[KOMOJU] 2 orders could not be refunded (site: Global Store)": ["G-R02", "G-R04"],
     },
 }
 

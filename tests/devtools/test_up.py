@@ -188,6 +188,7 @@ def _login(browser, live, role: str, locale: str = "en-US"):
     page.fill("input[name=username]", role)
     page.fill("input[name=password]", live.passwords[role])
     page.click("button:has-text('Sign in')")
+    page.get_by_role("link", name="KOMOJU", exact=True).wait_for(timeout=60_000)  # logged in, Airflow's page shown
     return page
 
 
@@ -381,7 +382,6 @@ def test_a_viewer_can_change_nothing_and_changes_are_in_airflows_audit_log(live)
 
         # The admin's toggles of the browser test above are in Airflow's own audit log, with the admin's name.
         admin = _login(browser, live, "admin")
-        admin.wait_for_selector("text=KOMOJU", timeout=60_000)
         admin.goto(f"{live.url}/events")
         admin.wait_for_selector("text=komoju.payment_method.toggle", timeout=60_000)
         admin.screenshot(path=SCREENSHOTS / "8-audit-log.png")
