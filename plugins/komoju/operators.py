@@ -135,16 +135,24 @@ class KomojuFailureEmailOperator(EmailOperator):
 
     :param notification_id: the prepared e-mail (``komoju.notification``).
     :param site_id: for the task label.
+    :param job: the job whose failures it reports, for the ``komoju.emails.sent`` metric.
     """
 
     template_fields: Sequence[str] = ()
 
     def __init__(
-        self, *, notification_id: int, site_id: str, postgres_conn_id: str = db.DEFAULT_CONN_ID, **kwargs: Any
+        self,
+        *,
+        notification_id: int,
+        site_id: str,
+        job: str | None = None,
+        postgres_conn_id: str = db.DEFAULT_CONN_ID,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.notification_id = notification_id
         self.site_id = site_id
+        self.job = job
         self.postgres_conn_id = postgres_conn_id
 
     def execute(self, context: Any) -> None:
@@ -164,3 +172,7 @@ class KomojuFailureEmailOperator(EmailOperator):
             store.mark_notification_sent(conn, self.notification_id)
         finally:
             conn.close()  # a send that failed leaves the e-mail unsent: the next run sends its failures
+        if self.job:
+            from komoju import metrics
+
+            metrics.incr("komoju.emails.sent", self.job, self.site_id)
