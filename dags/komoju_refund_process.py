@@ -21,7 +21,8 @@ without touching the others. A site whose KOMOJU key is refused fails at once, c
 with work get a task (eligible orders, open or Pending attempts, failure e-mails to send); `resolve_sites` logs the
 others as checked with nothing to do. A site named in *site_ids* always gets its task.
 
-**Run state**: the run fails when a site failed (its e-mails still go out) or the site list is invalid.
+**Run state**: the run fails when a site failed (its e-mails still go out) or the site list is invalid. A run
+in which no site has work runs no site task (*skipped*) and succeeds.
 
 **E-mail**: orders given up on (`Rejected`, or `Failed` for good) are e-mailed once to the site's contacts
 (`komoju.site.notify_emails`, in its `email_locale`), asking to settle them in the KOMOJU dashboard.

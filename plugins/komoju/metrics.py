@@ -32,7 +32,7 @@ LABEL_MAX = 64
 def label(value: str) -> str:
     """A site id (or job) as it appears in metric names and tag values: ASCII letters, digits, ``_`` and ``-``,
     at most 64 characters, then 9 more when it had to change: ``-`` and 8 hex digits of the original's SHA-256, so
-    that two sites never share a series (``tokyo.main`` becomes ``tokyo_main-1e5d...``)."""
+    that two sites never share a series (``tokyo.main`` becomes ``tokyo_main-01fdf3fe``)."""
     clean = _UNSAFE.sub("_", value)[:LABEL_MAX]
     if clean == value and clean:
         return clean
