@@ -773,8 +773,7 @@ def run_dags_test(env: dict[str, str], conf: dict[str, Any], label: str, timeout
             "SELECT run_id, state FROM dag_run WHERE dag_id = 'komoju_refund_process' ORDER BY id DESC LIMIT 1"
         ).fetchone()
         rows = metadata.execute(
-            "SELECT task_id, map_index, state FROM task_instance WHERE dag_id = 'komoju_refund_process'"
-            " AND run_id = ?",
+            "SELECT task_id, map_index, state FROM task_instance WHERE dag_id = 'komoju_refund_process' AND run_id = ?",
             (run_id,),
         ).fetchall()
     finally:
@@ -801,9 +800,7 @@ def verify_refunds(pg: localpg.PgServer, database: str, komoju: EmulatorServer, 
                 " WHERE order_no LIKE 'B%'"
             )
             refunded, eligible = cur.fetchone()
-            cur.execute(
-                "SELECT count(*) FROM komoju.attempt WHERE run_id <> 'history' AND outcome = 'succeeded'"
-            )
+            cur.execute("SELECT count(*) FROM komoju.attempt WHERE run_id <> 'history' AND outcome = 'succeeded'")
             (succeeded,) = cur.fetchone()
     finally:
         conn.close()
@@ -989,12 +986,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--idle-busy", type=int, default=3, help="of which with work (default 3)")
     parser.add_argument("--idle-orders", type=int, default=20, help="eligible orders per busy site (default 20)")
     parser.add_argument("--idle-done", type=int, default=100, help="refunded orders per site (default 100)")
-    parser.add_argument("--clean-attempts", type=int, default=1_000_000,
-                        help="finished attempts the clean looks at (default 1000000)")
-    parser.add_argument("--clean-job-orders", type=int, default=300,
-                        help="eligible orders per busy site of the refund run beside the clean (default 300)")
-    parser.add_argument("--clean-job-latency-ms", type=float, default=100.0,
-                        help="emulator latency for the run beside the clean, so it lasts (default 100)")
+    parser.add_argument(
+        "--clean-attempts", type=int, default=1_000_000, help="finished attempts the clean looks at (default 1000000)"
+    )
+    parser.add_argument(
+        "--clean-job-orders",
+        type=int,
+        default=300,
+        help="eligible orders per busy site of the refund run beside the clean (default 300)",
+    )
+    parser.add_argument(
+        "--clean-job-latency-ms",
+        type=float,
+        default=100.0,
+        help="emulator latency for the run beside the clean, so it lasts (default 100)",
+    )
     parser.add_argument("--clean-job-concurrency", type=int, default=2,
                         help="max_concurrency of the run beside the clean (default 2)")  # fmt: skip
     parser.add_argument("--parse-repeats", type=int, default=21, help="timed parses per DAG file (default 21)")
@@ -1144,7 +1150,9 @@ def main(argv: list[str] | None = None) -> int:
                 memory_phase(pg, args, checks, raw)
             if not args.skip_idle:
                 idle_phase(pg, args, checks, raw)
-    print(f"\nTargets (issues 6 and 15), total time {time.monotonic() - begun:.0f} s, load average {_load()} at the end:")  # noqa: E501
+    print(
+        f"\nTargets (issues 6 and 15), total time {time.monotonic() - begun:.0f} s, load average {_load()} at the end:"
+    )
     for name, met, value in checks:
         print(f"  {verdict(met):<8} {name}: {value}")
     raw["checks"] = [{"name": n, "met": m, "value": v} for n, m, v in checks]

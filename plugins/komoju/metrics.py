@@ -29,6 +29,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 LABEL_MAX = 64
 
 
+@functools.lru_cache(maxsize=4096)  # a site's label is computed for every call it makes
 def label(value: str) -> str:
     """A site id (or job) as it appears in metric names and tag values: ASCII letters, digits, ``_`` and ``-``,
     at most 64 characters, then 9 more when it had to change: ``-`` and 8 hex digits of the original's SHA-256, so
