@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help install browser demo up down test test-reliability test-deploy bench lint format constraints clean
+.PHONY: help install browser demo up down test test-reliability test-deploy bench lint format constraints clean ui ui-test ui-check
 
 help:
 	@echo "make demo         the three jobs on demo data: local PostgreSQL, KOMOJU emulator, SMTP sink (.local/)"
@@ -19,6 +19,9 @@ help:
 	@echo "make lint         ruff check"
 	@echo "make format       ruff format + ruff check --fix"
 	@echo "make constraints  re-freeze constraints.txt from a fresh install of requirements.txt"
+	@echo "make ui           build the React plugin (ui/ -> plugins/komoju/ui_dist/, committed; needs Node.js 20.19+)"
+	@echo "make ui-test      the React plugin's component tests (Vitest)"
+	@echo "make ui-check     ui-test, then two builds: fails unless both equal the committed bundle byte for byte"
 	@echo "make clean        remove .venv, .local and caches"
 
 install: $(STAMP)
@@ -79,5 +82,24 @@ constraints:
 	  .constraints-venv/bin/python -m pip freeze; } > constraints.txt
 	rm -rf .constraints-venv
 
+# The React plugin. Its bundle is committed (users need no Node.js); npm ci installs exactly ui/package-lock.json.
+UI_DIST := plugins/komoju/ui_dist
+
+ui:
+	cd ui && npm ci --no-audit --no-fund && npm run build
+
+ui-test:
+	cd ui && npm ci --no-audit --no-fund && npm test
+
+ui-check: ui-test
+	rm -rf .local/ui-check && mkdir -p .local/ui-check
+	cd ui && npm run build
+	cp -r $(UI_DIST) .local/ui-check/first
+	cd ui && npm run build
+	@diff -r .local/ui-check/first $(UI_DIST) || { echo "Two builds differ: the UI build is not deterministic."; exit 1; }
+	@git diff --quiet -- $(UI_DIST) && test -z "$$(git status --porcelain -- $(UI_DIST))" \
+	  || { git status --short -- $(UI_DIST); echo "$(UI_DIST) differs from ui/: run make ui and commit it."; exit 1; }
+	@echo "ui-check: two builds are identical and equal the committed bundle ($$(wc -c < $(UI_DIST)/main.js) bytes)."
+
 clean:
-	rm -rf $(VENV) .local .pytest_cache .ruff_cache *.egg-info plugins/*.egg-info
+	rm -rf $(VENV) .local .pytest_cache .ruff_cache *.egg-info plugins/*.egg-info ui/node_modules

@@ -24,7 +24,9 @@ from devtools import PROJECT_ROOT, localpg
 from devtools.smtp_sink import SmtpSink
 
 LOCAL = PROJECT_ROOT / ".local"
-DEMO_DATABASE = "komoju_demo"
+# The demo's database on the PostgreSQL server found (KOMOJU_DEMO_DATABASE names another, e.g. for a second
+# checkout's `make up` beside yours, or the tests').
+DEMO_DATABASE = os.environ.get("KOMOJU_DEMO_DATABASE") or "komoju_demo"
 SCENARIO = PROJECT_ROOT / "emulator" / "scenarios" / "demo.json"
 SEED = PROJECT_ROOT / "devtools" / "demo" / "seed.sql"
 DAG_IDS = ("komoju_update_payment_methods", "komoju_cancel_process", "komoju_refund_process")

@@ -2,9 +2,10 @@
 
 ``up`` loads the demo data into a fresh ``komoju_demo`` database, starts the KOMOJU emulator, an SMTP sink
 (saving to ``.local/mail``) and Airflow's four components (API server, scheduler with LocalExecutor, DAG
-processor, triggerer; home ``.local/up/airflow``, SQLite) with the connections stored in Airflow and the three
-DAGs unpaused, waits until the UI answers, and prints its URL and the logins of four users, one per
-SimpleAuthManager role (admin, op, user, viewer). Each process is started in its own session and recorded in
+processor, triggerer; a fresh home ``.local/up/airflow`` with SQLite, so that Airflow's run history is about this
+demo data) with the connections stored in Airflow and the three DAGs unpaused, waits until the UI answers, runs
+the payment-method sync once, and prints its URL and the logins of four users, one per SimpleAuthManager role
+(admin, op, user, viewer). Each process is started in its own session and recorded in
 ``.local/up/processes.json``; ``down`` stops exactly those (and a throwaway PostgreSQL cluster ``up`` started),
 then checks their ports are free.
 
@@ -14,9 +15,9 @@ itself). ``AIRFLOW_HOST`` makes the API server listen elsewhere (``0.0.0.0``: ev
 
 Honoured: ``AIRFLOW_HOST`` (127.0.0.1), ``AIRFLOW_PORT`` (8080), ``KOMOJU_EMULATOR_PORT`` (8123), ``SMTP_PORT``
 (8025), ``PGPORT`` (the throwaway cluster's, when no PostgreSQL server is found) and the PostgreSQL choice of
-``make demo`` (``KOMOJU_TEST_DSN``, ``PG*``). Replaced: every ``AIRFLOW__*``, ``AIRFLOW_CONN_*`` and ``KOMOJU_*``
-variable of the caller's environment (the local Airflow is configured by this file alone); ``up`` lists those it
-ignored.
+``make demo`` (``KOMOJU_TEST_DSN``, ``PG*``; ``KOMOJU_DEMO_DATABASE``, default ``komoju_demo``). Replaced: every
+other ``AIRFLOW__*``, ``AIRFLOW_CONN_*`` and ``KOMOJU_*`` variable of the caller's environment (the local Airflow
+is configured by this file alone); ``up`` lists those it ignored.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -69,7 +71,10 @@ ROLES = {
     "user": "also payment methods on the KOMOJU page (Airflow: edit and trigger DAGs)",
     "viewer": "read only",
 }
-HONOURED = ("AIRFLOW_HOST", "AIRFLOW_PORT", "KOMOJU_EMULATOR_PORT", "SMTP_PORT", "PGPORT", "KOMOJU_TEST_DSN")
+HONOURED = (
+    "AIRFLOW_HOST", "AIRFLOW_PORT", "KOMOJU_EMULATOR_PORT", "SMTP_PORT", "PGPORT", "KOMOJU_TEST_DSN",
+    "KOMOJU_DEMO_DATABASE",
+)  # fmt: skip
 COMPONENTS = {  # name: the airflow command (no log servers: they would listen on every interface)
     "api-server": ["api-server"],
     "scheduler": ["scheduler", "--skip-serve-logs"],
@@ -143,7 +148,10 @@ def up() -> int:
         )
         PROCESSES.write_text(json.dumps(state))
 
-        AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
+        # The demo database is new: so is Airflow's, so that its run history (the KOMOJU page's "latest run"
+        # links) is about these sites and orders, not those of an earlier `make up`.
+        shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
+        AIRFLOW_HOME.mkdir(parents=True)
         passwords = {role: secrets.token_urlsafe(12) for role in ROLES}
         (AIRFLOW_HOME / "simple_auth_manager_passwords.json.generated").write_text(json.dumps(passwords))
         _airflow(env, "db", "migrate")
@@ -175,6 +183,8 @@ def up() -> int:
             what=f"the Airflow API server answering at {url}",
         )
         poll_until(lambda: _listening(ports["emulator"]) and _listening(ports["smtp"]), timeout=30, what="services")
+        print("Syncing the sites' payment methods from KOMOJU (komoju_update_payment_methods) ...", flush=True)
+        synced = _run_once(url, passwords["admin"], "komoju_update_payment_methods")
     except BaseException:
         print("Start-up failed; stopping what was started.", file=sys.stderr)
         down()
@@ -185,8 +195,27 @@ def up() -> int:
         print(f"  login: {role} / {passwords[role]}   {what}")
     print(f"KOMOJU emulator: {emulator_url}   SMTP sink: 127.0.0.1:{ports['smtp']} -> .local/mail/")
     print(f"Status database: {pg.origin}, database {database}. Logs: {STATE.relative_to(PROJECT_ROOT)}/*.log")
+    print(f"Payment methods synced once: run {synced['run_id']} ended {synced['state']}.")
     print("The three komoju_* DAGs are unpaused (cancel and refund run every 30 minutes). Stop with `make down`.")
     return 0
+
+
+def _run_once(url: str, admin_password: str, dag_id: str) -> dict:
+    """Trigger ``dag_id`` through Airflow's REST API (as admin) and wait for the run to end; return the run."""
+    token = requests.post(f"{url}/auth/token", json={"username": "admin", "password": admin_password}, timeout=30)
+    token.raise_for_status()
+    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    api = f"{url}/api/v2/dags/{dag_id}/dagRuns"
+    triggered = requests.post(api, headers=headers, json={"logical_date": None, "conf": {}}, timeout=30)
+    triggered.raise_for_status()
+    run_id = triggered.json()["dag_run_id"]
+
+    def ended() -> dict | None:
+        run = requests.get(f"{api}/{run_id}", headers=headers, timeout=30).json()
+        return run if run["state"] in ("success", "failed") else None
+
+    run = poll_until(ended, timeout=300, interval=1, what=f"the first {dag_id} run")
+    return {"run_id": run_id, "state": run["state"]}
 
 
 def _client_host(host: str) -> str:

@@ -107,6 +107,14 @@ def html_body(mail: Any) -> str:
     return part.get_content()
 
 
+def text_body(mail: Any) -> str:
+    """The plain-text part of a received e-mail (beside its HTML part, ``multipart/alternative``)."""
+    assert mail.message.get_content_type() == "multipart/alternative", mail.message.get_content_type()
+    part = mail.message.get_body(("plain",))
+    assert part is not None, f"no text part in {mail.message['Subject']!r}"
+    return part.get_content()
+
+
 class _TableCells(HTMLParser):
     """The ``<td>`` texts of each ``<tr>`` (escaped text comes back unescaped; raw markup would not survive)."""
 

@@ -293,7 +293,7 @@ def _sites_changes(args: argparse.Namespace) -> int:
 def _orders_status(args: argparse.Namespace) -> int:
     def work(conn: Any) -> int:
         site = _known_site(conn, args.site)
-        counts = store.order_status_counts(conn, site.site_id)
+        counts = store.order_status_counts(conn, [site.site_id])[site.site_id]
         for job in ("cancel", "refund"):
             if args.job and job != args.job:
                 continue

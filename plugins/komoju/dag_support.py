@@ -48,17 +48,24 @@ def site_ids_param() -> Param:
     """``site_ids``: the sites to work on; empty means every active site.
 
     The trigger form cannot read the database at parse time, so it offers the ids listed in
-    ``KOMOJU_KNOWN_SITES`` (comma-separated) as a multi-select, or a free-form list when that is unset.
+    ``KOMOJU_KNOWN_SITES`` (comma-separated) as a multi-select, or a text box of ids when that is unset. The
+    type admits null, which is how Airflow's form marks a field optional (and what its multi-select sends when
+    cleared); the tasks read null as an empty list.
     """
     known = [s.strip() for s in os.environ.get("KOMOJU_KNOWN_SITES", "").split(",") if s.strip()]
-    extra: dict[str, Any] = {"examples": known} if known else {}
+    if known:
+        extra: dict[str, Any] = {"examples": known}
+        description = "Choose the sites to run for. Leave it empty for every active site."
+    else:
+        extra = {}
+        description = "Site ids (komoju.site.site_id) to run for, one per line. Leave it empty for every active site."
     return Param(
         [],
-        type="array",
+        type=["array", "null"],
         items={"type": "string", "minLength": 1},
         uniqueItems=True,
-        title="Sites",
-        description="Site ids (komoju.site.site_id) to run for, one per line. Empty: every active site.",
+        title="Sites (optional)",
+        description=description,
         **extra,
     )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from airflow.providers.smtp.hooks.smtp import SmtpHook
 from airflow.providers.smtp.operators.smtp import EmailOperator
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
@@ -131,11 +132,14 @@ class KomojuFailureEmailOperator(EmailOperator):
     """Send one prepared failure e-mail, exactly once: skipped if already sent or superseded.
 
     The e-mail's row stays locked from the check to the record of the send, so two runs never both send it.
-    Nothing is templated: order numbers and KOMOJU's reasons are data, never Jinja.
+    Nothing is templated: order numbers and KOMOJU's reasons are data, never Jinja. The message carries a
+    plain-text part beside the HTML one (``multipart/alternative``), sent through the SMTP provider's own hook
+    and the operator's ``conn_id`` (``smtp_default``), as ``EmailOperator`` sends.
 
     :param notification_id: the prepared e-mail (``komoju.notification``).
     :param site_id: for the task label.
     :param job: the job whose failures it reports, for the ``komoju.emails.sent`` metric.
+    :param text_content: the plain-text part (the HTML one is ``html_content``).
     """
 
     template_fields: Sequence[str] = ()
@@ -146,6 +150,7 @@ class KomojuFailureEmailOperator(EmailOperator):
         notification_id: int,
         site_id: str,
         job: str | None = None,
+        text_content: str | None = None,
         postgres_conn_id: str = db.DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
@@ -153,7 +158,31 @@ class KomojuFailureEmailOperator(EmailOperator):
         self.notification_id = notification_id
         self.site_id = site_id
         self.job = job
+        self.text_content = text_content
         self.postgres_conn_id = postgres_conn_id
+
+    def _send(self, context: Any) -> None:
+        if self.text_content is None:  # an e-mail prepared before text parts existed: sent as it was
+            super().execute(context)
+            return
+        with _TextAndHtmlSmtpHook(smtp_conn_id=self.conn_id, text_content=self.text_content) as hook:
+            from_email = self.from_email or hook.from_email
+            if from_email is None:
+                raise AirflowFailException(
+                    f"The e-mail of site {self.site_id} has no sender: set from_email in the extra of the Airflow "
+                    f"connection '{self.conn_id}'. The failures wait for the next run's e-mail."
+                )
+            hook.send_email_smtp(
+                to=self.to,
+                subject=self.subject,
+                html_content=self.html_content,
+                from_email=from_email,
+                files=self.files,
+                cc=self.cc,
+                bcc=self.bcc,
+                mime_charset=self.mime_charset,
+                custom_headers=self.custom_headers,
+            )
 
     def execute(self, context: Any) -> None:
         from komoju import store
@@ -168,7 +197,7 @@ class KomojuFailureEmailOperator(EmailOperator):
                     self.site_id,
                 )
                 return
-            super().execute(context)
+            self._send(context)
             store.mark_notification_sent(conn, self.notification_id)
         finally:
             conn.close()  # a send that failed leaves the e-mail unsent: the next run sends its failures
@@ -176,3 +205,20 @@ class KomojuFailureEmailOperator(EmailOperator):
             from komoju import metrics
 
             metrics.incr("komoju.emails.sent", self.job, self.site_id)
+
+
+class _TextAndHtmlSmtpHook(SmtpHook):
+    """The SMTP provider's hook, building ``multipart/alternative`` messages: the plain text, then the HTML."""
+
+    def __init__(self, *, text_content: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.text_content = text_content
+
+    def _build_mime_message(self, *args: Any, **kwargs: Any) -> Any:
+        from email.mime.text import MIMEText
+
+        kwargs["mime_subtype"] = "alternative"
+        message, recipients = super()._build_mime_message(*args, **kwargs)
+        charset = kwargs.get("mime_charset", "utf-8")
+        message.set_payload([MIMEText(self.text_content, "plain", charset), *message.get_payload()])
+        return message, recipients

@@ -165,8 +165,10 @@ class SiteOrdersRun:
         self.transient_streak: int = operator.transient_streak
         self.postgres_conn_id: str = operator.postgres_conn_id
         self.log = operator.log
+        self.run_id: str | None = None
 
     def execute(self, *, max_attempts: int, concurrency: int | None, dry_run: bool, run_id: str) -> dict[str, Any]:
+        self.run_id = run_id
         conn = db.connect(self.postgres_conn_id)
         try:
             site = _site_or_fail(conn, self.site_id)
@@ -335,7 +337,7 @@ class SiteOrdersRun:
         """Plan the batch's orders, look at the payments that must be looked at first, commit the new keys, then
         submit the calls."""
         now = _now()
-        writes = _Writes(self.job)
+        writes = _Writes(self.job, self.run_id)
         calls: list[Plan] = []
         look: list[Plan] = []
         payments: set[str] = set(busy_payments)
@@ -382,7 +384,7 @@ class SiteOrdersRun:
             stop.refuse(sent[0].result)
         if stop.auth_error is not None:  # the key is refused: a 403 says nothing about its payment
             outcomes = [_not_sent(o) if o.decision is not None and o.decision.forbidden else o for o in outcomes]
-        writes = _Writes(self.job)
+        writes = _Writes(self.job, self.run_id)
         for outcome in outcomes:
             writes.add(outcome)
             counts[_count_name(outcome)] += 1
@@ -556,10 +558,11 @@ def _untouched_since(batch: list[store.EligibleOrder], fresh: list[store.Eligibl
 
 
 class _Writes:
-    """The results of one batch, written in one transaction."""
+    """The results of one batch, written in one transaction (``run_id``: the DAG run, kept with final failures)."""
 
-    def __init__(self, job: Job) -> None:
+    def __init__(self, job: Job, run_id: str | None) -> None:
         self.job = job
+        self.run_id = run_id
         self.closed: list[dict[str, Any]] = []
         self.kept_open: list[dict[str, Any]] = []
         self.taken_back: list[dict[str, Any]] = []
@@ -684,6 +687,7 @@ class _Writes:
             conn,
             self.job.value,
             site_id,
+            run_id=self.run_id,
             closed=self.closed,
             kept_open=self.kept_open,
             taken_back=self.taken_back,

@@ -413,6 +413,7 @@ def write_results(
     job: str,
     site_id: str,
     *,
+    run_id: str | None = None,
     closed: Sequence[Mapping] = (),
     kept_open: Sequence[Mapping] = (),
     taken_back: Sequence[Mapping] = (),
@@ -429,7 +430,7 @@ def write_results(
     without ``outcome``; ``taken_back``: ``order_no, attempt_no, new``; ``pending``: ``order_no, attempt_no,
     http_status, response, redirect_url``; ``statuses``: ``order_no, status, response``; ``failures``:
     ``order_no, attempt_no, payment_id, status, reason, amount, currency``; ``links``: ``order_no, attempt_no,
-    payment_id, redirect_url, amount, currency``.
+    payment_id, redirect_url, amount, currency``. ``run_id``: the DAG run, recorded with the final failures.
     """
     job = _job(job)
     statements = (
@@ -447,7 +448,12 @@ def write_results(
             if failures:
                 cur.execute(
                     query("final_failures_record"),
-                    {"job": job, "site_id": site_id, "failures": json.dumps(list(failures), default=str)},
+                    {
+                        "job": job,
+                        "site_id": site_id,
+                        "run_id": run_id,
+                        "failures": json.dumps(list(failures), default=str),
+                    },
                 )
             if links:
                 cur.execute(
@@ -625,14 +631,91 @@ class FinalFailureReport:
     emailed_at: Any  # None: not e-mailed yet
 
 
-def order_status_counts(conn: Connection, site_id: str) -> dict[str, dict[str | None, int]]:
-    """``{"cancel": {None: 3, "Cancelled": 10, ...}, "refund": {...}}`` for the site's job orders."""
-    counts: dict[str, dict[str | None, int]] = {"cancel": {}, "refund": {}}
+def order_status_counts(conn: Connection, site_ids: Sequence[str]) -> dict[str, dict[str, dict[str | None, int]]]:
+    """``{site_id: {"cancel": {None: 3, "Cancelled": 10, ...}, "refund": {...}}}`` for the sites' job orders
+    (None: not handled yet; ``"no payment id"``: not the jobs' to handle)."""
+    counts: dict[str, dict[str, dict[str | None, int]]] = {s: {"cancel": {}, "refund": {}} for s in site_ids}
     with conn.cursor() as cur:
-        cur.execute(query("orders_status_counts"), {"site_id": site_id})
-        for job, status, count in cur.fetchall():
-            counts[job][status] = count
+        cur.execute(query("orders_status_counts"), {"site_ids": list(site_ids)})
+        for site_id, job, status, count in cur.fetchall():
+            counts[site_id][job][status] = count
     return counts
+
+
+@dataclass(frozen=True)
+class OrderToSettle:
+    """An order the jobs gave up on, still in that state: to settle by hand in KOMOJU's dashboard."""
+
+    site_id: str
+    job: str
+    order_no: str
+    status: str
+    reason: str
+    amount: Any
+    currency: str | None
+    recorded_at: Any
+    emailed_at: Any  # None: not e-mailed yet
+
+
+@dataclass(frozen=True)
+class PendingOrder:
+    """An order KOMOJU accepted but has not completed."""
+
+    site_id: str
+    job: str
+    order_no: str
+    since: Any
+    response: str | None
+    amount: Any
+    currency: str | None
+    customer_link: str | None
+
+
+def orders_to_settle(conn: Connection, site_ids: Sequence[str], limit: int = 500) -> list[OrderToSettle]:
+    """The sites' orders to settle by hand, newest first."""
+    with conn.cursor() as cur:
+        cur.execute(query("orders_to_settle"), {"site_ids": list(site_ids), "limit": limit})
+        return [OrderToSettle(*row) for row in cur.fetchall()]
+
+
+def pending_orders(conn: Connection, site_ids: Sequence[str], limit: int = 500) -> list[PendingOrder]:
+    """The sites' Pending orders, oldest first."""
+    with conn.cursor() as cur:
+        cur.execute(query("orders_pending"), {"site_ids": list(site_ids), "limit": limit})
+        return [PendingOrder(*row) for row in cur.fetchall()]
+
+
+def attention_counts(conn: Connection, site_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """``{site_id: (orders to settle by hand, Pending orders)}``; sites with neither are absent."""
+    with conn.cursor() as cur:
+        cur.execute(query("attention_counts"), {"site_ids": list(site_ids)})
+        return {site_id: (to_settle, pending) for site_id, to_settle, pending in cur.fetchall()}
+
+
+@dataclass(frozen=True)
+class RunFailure:
+    """A final failure one DAG run recorded."""
+
+    site_id: str
+    order_no: str
+    status: str
+    reason: str
+    amount: Any
+    currency: str | None
+
+
+def run_final_failures(conn: Connection, job: str, run_id: str) -> list[RunFailure]:
+    """The final failures the DAG run ``run_id`` of ``job`` recorded."""
+    with conn.cursor() as cur:
+        cur.execute(query("run_final_failures"), {"job": _job(job), "run_id": run_id})
+        return [RunFailure(*row) for row in cur.fetchall()]
+
+
+def run_notifications(conn: Connection, job: str, run_id: str) -> list[tuple[str, bool, int]]:
+    """``(site_id, sent, recipients)`` of each e-mail the DAG run ``run_id`` of ``job`` prepared."""
+    with conn.cursor() as cur:
+        cur.execute(query("run_notifications"), {"job": _job(job), "run_id": run_id})
+        return [(site_id, sent, recipients) for site_id, sent, recipients in cur.fetchall()]
 
 
 def final_failures(conn: Connection, site_id: str, job: str | None = None, limit: int = 50) -> list[FinalFailureReport]:

@@ -189,6 +189,7 @@ def _mail(
         "to": list(site.notify_emails),
         "subject": subject,
         "html_content": emails.failure_html(job, site.name or site.site_id, lines, site.email_locale, to_forward),
+        "text_content": emails.failure_text(job, site.name or site.site_id, lines, site.email_locale, to_forward),
         "custom_headers": {"Message-ID": message_id},
     }
 

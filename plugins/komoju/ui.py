@@ -1,185 +1,73 @@
-"""The KOMOJU page inside the Airflow UI: sites, payment methods, order outcomes, recent changes.
+"""The KOMOJU view in Airflow's UI: a React plugin (``react_apps``) and the JSON API its components read.
 
-A FastAPI app the plugin ``plugins/komoju_ui.py`` mounts under ``/komoju`` on Airflow's API server. Every
-endpoint requires an Airflow login (Bearer token or the UI's session cookie) and what the user may do is asked
-of Airflow's auth manager (:mod:`komoju.access`); every state change is a POST that must come from the same
-origin (its ``Origin``, or ``Referer``, names this host), so another site cannot make a logged-in browser change
-anything. A change names only the fields it changes (a form or JSON body; anything else is refused with 422 and
-writes nothing) and is recorded with the Airflow user in ``komoju.setting_change`` and Airflow's audit log
-(:mod:`komoju.audit`). Pages are server-rendered; Jinja2 escapes every value.
+``plugins/komoju_ui.py`` mounts this FastAPI app under ``/komoju`` on Airflow's API server:
+
+- ``/komoju/static/main.js``: the bundle built from ``ui/`` (``make ui``) and committed, so that installing the
+  package and ``make up`` need no Node.js. No login: it holds code, no data (as Airflow's React plugin template).
+- ``/komoju/api/...``: JSON. Every endpoint requires an Airflow login (the UI's session cookie, which the
+  components' same-origin ``fetch`` sends, or a Bearer token), and what the user may read or change is asked of
+  Airflow's auth manager (:mod:`komoju.access`). A change must come from the same origin (its ``Origin``, or
+  ``Referer``, names this host), names only the fields it changes (JSON; anything else is refused with 422 and
+  writes nothing), and is recorded with the Airflow user in ``komoju.setting_change`` and Airflow's audit log
+  (:mod:`komoju.audit`).
+
+The handlers are a thin layer over :mod:`komoju.store`: no SQL here. Words the user reads are the components'
+(English and Japanese); what this API returns are data, identifiers and KOMOJU's own reasons.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from airflow.api_fastapi.core_api.security import get_user
-from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 
 from komoju import access, audit, db, settings, store
 from komoju.access import Permissions, Refused
 from komoju.money import format_amount
-from komoju.settings import LANGUAGES, Actor, FieldChange, InvalidChange
+from komoju.settings import Actor, FieldChange, InvalidChange
 
-LANG_COOKIE = "komoju_lang"
+log = logging.getLogger(__name__)
+
+URL_PREFIX = "/komoju"
+UI_DIST = Path(__file__).with_name("ui_dist")
+BUNDLE = UI_DIST / "main.js"
+# The React apps, by the name each registers its component under in the bundle (ui/src/apps.ts).
+NAV_APP, RUN_APP, DASHBOARD_APP = "KOMOJU", "KOMOJU results", "KOMOJU dashboard"
+
 DAG_IDS = {
     "payment_methods": access.PAYMENT_METHODS_DAG,
     "cancel": access.CANCEL_DAG,
     "refund": access.REFUND_DAG,
 }
-RECENT_CHANGES = 10  # shown per site
 SITE_TASK_IDS = {"payment_methods": "sync_site", "cancel": "cancel_site", "refund": "refund_site"}
-
-log = logging.getLogger(__name__)
-
-_templates = Environment(
-    loader=FileSystemLoader(Path(__file__).with_name("ui_templates")),
-    autoescape=select_autoescape(default=True, default_for_string=True),
-)
-_templates.filters["amount"] = lambda value, currency: format_amount(value, currency)
+ORDER_JOBS = {"cancel": access.CANCEL_DAG, "refund": access.REFUND_DAG}
+RECENT_CHANGES = 10  # shown per site
+LIST_LIMIT = 500  # orders to settle / pending, per site page
 
 
-def _setting_text(value: Any) -> str:
-    """A recorded setting value as the recent-changes table shows it."""
-    if value is None:
-        return "-"
-    if isinstance(value, list):
-        return ", ".join(map(str, value))
-    return str(value).lower() if isinstance(value, bool) else str(value)
+@cache
+def bundle_version() -> str:
+    """A short digest of the built bundle, put in ``bundle_url`` so a browser never runs a stale copy."""
+    return hashlib.sha256(BUNDLE.read_bytes()).hexdigest()[:12]
 
 
-_templates.filters["setting"] = _setting_text
+def bundle_url() -> str:
+    """The bundle's address for ``react_apps``; relative, so the host resolves it against its ``<base href>``."""
+    return f"{URL_PREFIX.lstrip('/')}/static/{BUNDLE.name}?v={bundle_version()}"
 
-TEXT: dict[str, dict[str, str]] = {
-    "ja": {
-        "title": "KOMOJU 決済設定",
-        "sites": "サイト",
-        "site": "サイト",
-        "name": "名前",
-        "connection": "KOMOJU 接続 (Airflow)",
-        "contacts": "通知先メールアドレス (1行に1件)",
-        "language": "メールの言語",
-        "emails_on": "失敗通知メールを送る",
-        "active": "有効",
-        "save": "保存",
-        "methods": "決済方法",
-        "orders": "注文の結果",
-        "type": "種類",
-        "currency": "通貨",
-        "subtypes": "サブタイプ",
-        "available": "KOMOJU で利用可能",
-        "enabled": "表示",
-        "on": "オン",
-        "off": "オフ",
-        "switch_on": "オンにする",
-        "switch_off": "オフにする",
-        "up": "上へ",
-        "down": "下へ",
-        "job": "ジョブ",
-        "status": "状態",
-        "count": "件数",
-        "to_do": "未処理",
-        "final_failures": "手動対応が必要な注文",
-        "order_no": "注文番号",
-        "amount": "金額",
-        "reason": "KOMOJU からの理由",
-        "emailed": "メール送信",
-        "not_emailed": "未送信",
-        "all": "すべて",
-        "filter": "絞り込み",
-        "dags": "ジョブ (DAG)",
-        "none": "なし",
-        "saved": "保存しました。",
-        "yes": "はい",
-        "no": "いいえ",
-        "latest_runs": "最新の実行",
-        "payment_methods_job": "決済方法の同期",
-        "cancel_job": "キャンセル",
-        "refund_job": "返金",
-        "never_run": "未実行",
-        "runs_unknown": "Airflow の実行履歴を読めませんでした。",
-        "recent_changes": "最近の変更",
-        "changed_at": "日時",
-        "changed_by": "変更者",
-        "channel": "経路",
-        "change": "変更内容",
-        "old_value": "変更前",
-        "new_value": "変更後",
-        "channel_page": "画面",
-        "channel_cli": "CLI",
-        "no_changes": "記録された変更はありません",
-        "read_only": "閲覧のみ: Airflow のロールでは次を編集できません: ",
-        "the_connection": "接続",
-    },
-    "en": {
-        "title": "KOMOJU payment settings",
-        "sites": "Sites",
-        "site": "Site",
-        "name": "Name",
-        "connection": "KOMOJU connection (Airflow)",
-        "contacts": "Failure e-mail contacts (one per line)",
-        "language": "E-mail language",
-        "emails_on": "Send failure e-mails",
-        "active": "Active",
-        "save": "Save",
-        "methods": "Payment methods",
-        "orders": "Order outcomes",
-        "type": "Type",
-        "currency": "Currency",
-        "subtypes": "Subtypes",
-        "available": "Available at KOMOJU",
-        "enabled": "Shown",
-        "on": "on",
-        "off": "off",
-        "switch_on": "Switch on",
-        "switch_off": "Switch off",
-        "up": "Up",
-        "down": "Down",
-        "job": "Job",
-        "status": "Status",
-        "count": "Orders",
-        "to_do": "to do",
-        "final_failures": "Orders to settle by hand",
-        "order_no": "Order number",
-        "amount": "Amount",
-        "reason": "KOMOJU's reason",
-        "emailed": "E-mailed",
-        "not_emailed": "not yet",
-        "all": "all",
-        "filter": "Filter",
-        "dags": "Jobs (DAGs)",
-        "none": "none",
-        "saved": "Saved.",
-        "yes": "yes",
-        "no": "no",
-        "latest_runs": "Latest runs",
-        "payment_methods_job": "Payment method sync",
-        "cancel_job": "Cancel",
-        "refund_job": "Refund",
-        "never_run": "not run yet",
-        "runs_unknown": "Airflow's run history could not be read.",
-        "recent_changes": "Recent changes",
-        "changed_at": "When",
-        "changed_by": "Who",
-        "channel": "Through",
-        "change": "What",
-        "old_value": "Before",
-        "new_value": "After",
-        "channel_page": "page",
-        "channel_cli": "CLI",
-        "no_changes": "no change recorded",
-        "read_only": "read-only: your Airflow role cannot edit ",
-        "the_connection": "the connection",
-    },
-}
+
+# ------------------------------------------------------------------------------------------- Airflow's run history
 
 
 @dataclass(frozen=True)
@@ -194,13 +82,15 @@ class SiteRun:
     state: str | None
     run_after: dt.datetime | None
 
-    @property
-    def url(self) -> str:
-        """That task instance's page in the Airflow UI."""
-        return (
-            f"/dags/{quote(self.dag_id, safe='')}/runs/{quote(self.run_id, safe='')}"
-            f"/tasks/{quote(self.task_id, safe='')}/mapped/{self.map_index}"
-        )
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dag_id": self.dag_id,
+            "run_id": self.run_id,
+            "task_id": self.task_id,
+            "map_index": self.map_index,
+            "state": self.state,
+            "run_after": _iso(self.run_after),
+        }
 
 
 def latest_site_runs(session: Any, site_ids: Sequence[str]) -> dict[str, dict[str, SiteRun]]:
@@ -226,8 +116,9 @@ def latest_site_runs(session: Any, site_ids: Sequence[str]) -> dict[str, dict[st
                 .limit(1)
             ).first()
             if row is not None:
-                state = None if row.state is None else str(getattr(row.state, "value", row.state))
-                found[site_id][job] = SiteRun(job, dag_id, task_id, row.run_id, row.map_index, state, row.run_after)
+                found[site_id][job] = SiteRun(
+                    job, dag_id, task_id, row.run_id, row.map_index, _state(row.state), row.run_after
+                )
     return found
 
 
@@ -243,6 +134,54 @@ def _latest_runs(site_ids: Sequence[str]) -> dict[str, dict[str, SiteRun]] | Non
         return None
 
 
+@dataclass(frozen=True)
+class SiteTask:
+    """One site's mapped instance of a cancel or refund run, and the summary its task returned."""
+
+    site_id: str | None
+    task_id: str
+    map_index: int
+    state: str | None
+    summary: dict[str, Any] | None
+
+
+def run_site_tasks(session: Any, dag_id: str, run_id: str, task_id: str) -> list[SiteTask]:
+    """The run's mapped instances of ``task_id`` (labelled with their site) and the summaries they returned."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.xcom import XComModel
+    from sqlalchemy import select
+
+    summaries = {
+        row.map_index: XComModel.deserialize_value(row)
+        for row in session.execute(
+            select(XComModel.map_index, XComModel.value).where(
+                XComModel.dag_id == dag_id,
+                XComModel.run_id == run_id,
+                XComModel.task_id == task_id,
+                XComModel.key == "return_value",
+            )
+        )
+    }
+    tasks = session.execute(
+        select(TaskInstance.map_index, TaskInstance.rendered_map_index, TaskInstance.state)
+        .where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id, TaskInstance.task_id == task_id)
+        .order_by(TaskInstance.map_index)
+    )
+    return [
+        SiteTask(
+            row.rendered_map_index,
+            task_id,
+            row.map_index,
+            _state(row.state),
+            summaries.get(row.map_index) if isinstance(summaries.get(row.map_index), dict) else None,
+        )
+        for row in tasks
+    ]
+
+
+# ------------------------------------------------------------------------------------------- requests and answers
+
+
 def _database() -> Iterator[Any]:
     conn = db.connect()
     try:
@@ -256,19 +195,7 @@ def same_origin(request: Request) -> None:
     source = request.headers.get("origin") or request.headers.get("referer")
     host = request.headers.get("x-forwarded-host") or request.headers.get("host")
     if not source or not host or urlsplit(source).netloc != host:
-        raise HTTPException(status_code=403, detail="Cross-site request refused: submit the form from the KOMOJU page.")
-
-
-def language(request: Request) -> str:
-    """``?lang=``, else the language cookie, else the browser's first ja/en preference, else Japanese."""
-    chosen = request.query_params.get("lang") or request.cookies.get(LANG_COOKIE)
-    if chosen in LANGUAGES:
-        return chosen
-    for part in request.headers.get("accept-language", "").split(","):
-        code = part.split(";")[0].strip().lower()[:2]
-        if code in LANGUAGES:
-            return code
-    return "ja"
+        raise HTTPException(status_code=403, detail="Cross-site request refused: make the change from the KOMOJU page.")
 
 
 def _permissions(request: Request, user: Annotated[Any, Depends(get_user)]) -> Permissions:
@@ -282,33 +209,7 @@ def _permissions(request: Request, user: Annotated[Any, Depends(get_user)]) -> P
 
 
 Database = Annotated[Any, Depends(_database)]
-Lang = Annotated[str, Depends(language)]
 Allowed = Annotated[Permissions, Depends(_permissions)]
-
-
-def _page(request: Request, lang: str, template: str, permissions: Permissions, **values: Any) -> HTMLResponse:
-    base = request.scope.get("root_path", "")
-    html = _templates.get_template(template).render(
-        t=TEXT[lang],
-        lang=lang,
-        base=base,
-        dag_ids=DAG_IDS,
-        readable=set(permissions.readable()),
-        user=permissions.user_name,
-        message=request.query_params.get("saved"),
-        **values,
-    )
-    response = HTMLResponse(html)
-    if request.query_params.get("lang") in LANGUAGES:
-        response.set_cookie(LANG_COOKIE, lang, samesite="lax", httponly=True)
-    return response
-
-
-def _site_or_404(conn: Any, site_id: str) -> store.Site:
-    found = store.sites(conn, [site_id])
-    if not found:
-        raise HTTPException(status_code=404, detail=f"There is no site '{site_id}'.")
-    return found[0]
 
 
 def _refuse(refusal: str | None) -> None:
@@ -316,40 +217,41 @@ def _refuse(refusal: str | None) -> None:
         raise Refused(refusal)
 
 
-FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+def _site_or_404(conn: Any, site_id: str) -> store.Site:
+    found = store.sites(conn, [site_id])
+    if not found:
+        raise HTTPException(status_code=404, detail=f"There is no site '{site_id}' in komoju.site.")
+    return found[0]
 
 
-async def change_request(request: Request) -> tuple[dict[str, Any], bool]:
-    """The fields a change request names, and whether it came as a form (answered with a redirect to the page)
-    rather than JSON (answered with JSON). Any other content type is refused."""
+async def change_request(request: Request) -> dict[str, Any]:
+    """The fields a change request names: a JSON object. Any other body or content type is refused."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type in FORM_TYPES:
-        form = await request.form()
-        # A form's checkbox sends a hidden "false" and, when ticked, "true" after it: the last value wins.
-        return {name: form.getlist(name)[-1] for name in form}, True
-    if content_type == "application/json":
-        try:
-            body = await request.json()
-        except ValueError:
-            raise InvalidChange(None, "The request body is not valid JSON.") from None
-        if not isinstance(body, dict):
-            raise InvalidChange(None, "The request body must be a JSON object of the fields to change.")
-        return body, False
-    raise InvalidChange(
-        None,
-        f"Unsupported content type '{content_type or 'none'}': send the change as a form "
-        "(application/x-www-form-urlencoded) or as JSON (application/json).",
-    )
+    if content_type != "application/json":
+        raise InvalidChange(
+            None,
+            f"Unsupported content type '{content_type or 'none'}': send the change as JSON (application/json), "
+            "naming only the fields to change.",
+        )
+    try:
+        body = await request.json()
+    except ValueError:
+        raise InvalidChange(None, "The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise InvalidChange(None, "The request body must be a JSON object of the fields to change.")
+    return body
 
 
-def _changed(request: Request, as_form: bool, page: str, changes: list[FieldChange]) -> Response:
-    if as_form:
-        return RedirectResponse(f"{request.scope.get('root_path', '')}{page}?saved=1", status_code=303)
-    return JSONResponse({"changes": [change.to_json() for change in changes]})
+def _changed(changes: list[FieldChange]) -> dict[str, Any]:
+    return {"changes": [change.to_json() for change in changes]}
+
+
+def _actor(permissions: Permissions) -> Actor:
+    return Actor(permissions.user_name, "page")
 
 
 def _refused(request: Request, exc: Exception) -> Response:
-    return JSONResponse({"detail": str(exc)}, status_code=403)
+    return JSONResponse({"detail": str(exc), "field": None}, status_code=403)
 
 
 def _invalid(request: Request, exc: Exception) -> Response:
@@ -358,80 +260,216 @@ def _invalid(request: Request, exc: Exception) -> Response:
 
 
 def _not_found(request: Request, exc: Exception) -> Response:
-    return JSONResponse({"detail": str(exc)}, status_code=404)
+    return JSONResponse({"detail": str(exc), "field": None}, status_code=404)
 
 
 def _database_down(request: Request, exc: Exception) -> Response:
     log.error("KOMOJU page: %s", exc)
-    return JSONResponse({"detail": f"{exc} Nothing was changed."}, status_code=503)
+    return JSONResponse({"detail": f"{exc} Nothing was changed.", "field": None}, status_code=503)
+
+
+def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"detail": exc.detail, "field": None}, status_code=exc.status_code, headers=exc.headers)
+
+
+# ------------------------------------------------------------------------------------------------- what is shown
+
+
+def _site_json(
+    site: store.Site,
+    permissions: Permissions,
+    runs: dict[str, SiteRun] | None,
+    counts: dict[str, dict[str | None, int]],
+    attention: tuple[int, int],
+) -> dict[str, Any]:
+    missing = permissions.site_missing(site.komoju_conn_id)
+    readable = set(permissions.readable())
+    latest = {}
+    for job, dag_id in DAG_IDS.items():
+        if dag_id in readable:
+            run = (runs or {}).get(job)
+            latest[job] = run.to_json() if run else None
+    return {
+        "site_id": site.site_id,
+        "name": site.name,
+        "komoju_conn_id": site.komoju_conn_id,
+        "notify_emails": list(site.notify_emails),
+        "email_locale": site.email_locale,
+        "email_enabled": site.email_enabled,
+        "active": site.active,
+        "can_edit": not missing,
+        "edit_missing": [{"kind": m.kind, "name": m.name} for m in missing],
+        "latest_runs": latest,
+        "counts": {job: _counts(job, counts.get(job, {})) for job in ORDER_JOBS if ORDER_JOBS[job] in readable},
+        "to_settle": attention[0],
+        "pending": attention[1],
+    }
+
+
+def _counts(job: str, by_status: dict[str | None, int]) -> dict[str, int]:
+    """Counts as the page shows them: to do, done, Pending, Rejected, Failed (and orders without a payment id,
+    which are not the jobs' to handle)."""
+    done = "Cancelled" if job == "cancel" else "Refunded"
+    shown = {"to_do": by_status.get(None, 0), done: 0, "Pending": 0, "Rejected": 0, "Failed": 0}
+    for status, count in by_status.items():
+        if status is not None:
+            key = "no_payment_id" if status == "no payment id" else status
+            shown[key] = shown.get(key, 0) + count
+    return shown
+
+
+def _amount(amount: Any, currency: str | None) -> str:
+    return format_amount(amount, currency)
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if isinstance(value, dt.datetime) else None
+
+
+def _state(state: Any) -> str | None:
+    return None if state is None else str(getattr(state, "value", state))
+
+
+def _site_ids(sites: Sequence[store.Site]) -> list[str]:
+    return [site.site_id for site in sites]
+
+
+# ------------------------------------------------------------------------------------------------------ the app
 
 
 def create_app() -> FastAPI:
-    """The app. Every route depends on :func:`_permissions`: a login, and the auth manager's leave for the page."""
+    """The app: the bundle under ``/static`` and the JSON API under ``/api`` (every route needs a login and the
+    auth manager's leave for the KOMOJU page, :func:`_permissions`)."""
     app = FastAPI(title="KOMOJU", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_exception_handler(Refused, _refused)
     app.add_exception_handler(InvalidChange, _invalid)
     app.add_exception_handler(store.NotFound, _not_found)
     app.add_exception_handler(ConnectionError, _database_down)
+    app.add_exception_handler(HTTPException, _http_error)
+    # The login and the page permission first (resolved once per request), before any database connection.
+    api = APIRouter(prefix="/api", dependencies=[Depends(_permissions)])
     changes = [Depends(same_origin)]
 
-    @app.get("/", response_class=HTMLResponse)
-    def sites_page(request: Request, conn: Database, lang: Lang, permissions: Allowed) -> HTMLResponse:
+    @api.get("/overview")
+    def overview(conn: Database, permissions: Allowed) -> dict[str, Any]:
+        """Every site (active first), with what the user may do, its latest runs and its order counts."""
         _refuse(permissions.read_refusal(access.KOMOJU_DAGS))
         sites = sorted(store.all_sites(conn), key=lambda site: (not site.active, site.site_id))
-        runs = _latest_runs([site.site_id for site in sites])
-        return _page(
-            request,
-            lang,
-            "sites.html",
-            permissions,
-            sites=sites,
-            runs=runs,
-            jobs=list(DAG_IDS),
-            read_only={site.site_id: permissions.site_missing(site.komoju_conn_id) for site in sites},
-            recent={site.site_id: store.setting_changes(conn, site.site_id, RECENT_CHANGES) for site in sites},
-        )
+        site_ids = _site_ids(sites)
+        runs = _latest_runs(site_ids)
+        counts = store.order_status_counts(conn, site_ids)
+        attention = store.attention_counts(conn, site_ids)
+        return {
+            "user": permissions.user_name,
+            "can_read": {dag_id: permissions.dag(access.READ, dag_id) for dag_id in access.KOMOJU_DAGS},
+            "runs_unknown": runs is None,
+            "sites": [
+                _site_json(
+                    site,
+                    permissions,
+                    None if runs is None else runs[site.site_id],
+                    counts[site.site_id],
+                    attention.get(site.site_id, (0, 0)),
+                )
+                for site in sites
+            ],
+        }
 
-    @app.post("/sites/{site_id}", dependencies=changes)
-    async def save_site(request: Request, site_id: str, conn: Database, permissions: Allowed) -> Response:
+    @api.get("/sites/{site_id}")
+    def site_details(site_id: str, conn: Database, permissions: Allowed) -> dict[str, Any]:
+        """One site: its settings, payment methods, orders to settle by hand, Pending orders, recent changes."""
+        _refuse(permissions.read_refusal(access.KOMOJU_DAGS))
+        site = _site_or_404(conn, site_id)
+        readable = set(permissions.readable())
+        runs = _latest_runs([site_id])
+        counts = store.order_status_counts(conn, [site_id])[site_id]
+        details = _site_json(
+            site,
+            permissions,
+            None if runs is None else runs[site_id],
+            counts,
+            store.attention_counts(conn, [site_id]).get(site_id, (0, 0)),
+        )
+        methods = None
+        if access.PAYMENT_METHODS_DAG in readable:
+            missing = permissions.methods_missing()
+            methods = {
+                "can_edit": not missing,
+                "edit_missing": [{"kind": m.kind, "name": m.name} for m in missing],
+                "methods": [m.__dict__ | {"subtypes": list(m.subtypes)} for m in store.payment_methods(conn, site_id)],
+            }
+        jobs = {job for job, dag_id in ORDER_JOBS.items() if dag_id in readable}
+        details["payment_methods"] = methods
+        details["orders"] = {
+            "counts": details["counts"],
+            "to_settle": [
+                {
+                    "job": o.job,
+                    "order_no": o.order_no,
+                    "status": o.status,
+                    "reason": o.reason,
+                    "amount_text": _amount(o.amount, o.currency),
+                    "recorded_at": _iso(o.recorded_at),
+                    "emailed_at": _iso(o.emailed_at),
+                }
+                for o in store.orders_to_settle(conn, [site_id], LIST_LIMIT)
+                if o.job in jobs
+            ],
+            "pending": [
+                {
+                    "job": o.job,
+                    "order_no": o.order_no,
+                    "since": _iso(o.since),
+                    "response": o.response,
+                    "amount_text": _amount(o.amount, o.currency),
+                    "customer_link": o.customer_link,
+                }
+                for o in store.pending_orders(conn, [site_id], LIST_LIMIT)
+                if o.job in jobs
+            ],
+        }
+        details["recent_changes"] = [
+            {
+                "changed_at": _iso(c.changed_at),
+                "changed_by": c.changed_by,
+                "channel": c.channel,
+                "action": c.action,
+                "subject": c.subject,
+                "field": c.field,
+                "old_value": c.old_value,
+                "new_value": c.new_value,
+            }
+            for c in store.setting_changes(conn, site_id, RECENT_CHANGES)
+        ]
+        return details
+
+    @api.post("/sites/{site_id}", dependencies=changes)
+    async def save_site(request: Request, site_id: str, conn: Database, permissions: Allowed) -> dict[str, Any]:
+        """Change the site settings the request names (and no other)."""
         site = _site_or_404(conn, site_id)
         _refuse(permissions.site_refusal(site.komoju_conn_id))
-        fields, as_form = await change_request(request)
-        wanted = settings.parse(fields, settings.SITE_FIELDS, partial=True)
+        wanted = settings.parse(await change_request(request), settings.SITE_FIELDS, partial=True)
         actor = _actor(permissions)
-        done = audit.apply(conn, lambda: store.update_site(conn, site_id, wanted, actor), actor)
-        return _changed(request, as_form, "/", done)
+        return _changed(audit.apply(conn, lambda: store.update_site(conn, site_id, wanted, actor), actor))
 
-    @app.get("/sites/{site_id}/payment-methods", response_class=HTMLResponse)
-    def methods_page(request: Request, site_id: str, conn: Database, lang: Lang, permissions: Allowed) -> HTMLResponse:
-        _refuse(permissions.read_refusal([access.PAYMENT_METHODS_DAG]))
-        site = _site_or_404(conn, site_id)
-        return _page(
-            request,
-            lang,
-            "methods.html",
-            permissions,
-            site=site,
-            methods=store.payment_methods(conn, site_id),
-            read_only=permissions.methods_missing(),
-        )
-
-    # A payment-method change: the fields it needs, and the store function that makes it with their values.
+    # A payment-method change: the fields it needs, and the store function that makes it with their values (in
+    # that order, after the site id).
     method_changes = {
         "toggle": (settings.TOGGLE_FIELDS, store.set_payment_method_enabled),
         "move": (settings.MOVE_FIELDS, store.move_payment_method),
     }
 
-    @app.post("/sites/{site_id}/payment-methods/{change}", dependencies=changes)
+    @api.post("/sites/{site_id}/payment-methods/{change}", dependencies=changes)
     async def change_method(
         request: Request, site_id: str, change: str, conn: Database, permissions: Allowed
-    ) -> Response:
+    ) -> dict[str, Any]:
+        """Switch a payment method on or off, or move it."""
         if change not in method_changes:
             raise HTTPException(status_code=404, detail=f"Unknown payment-method change '{change}'.")
         fields, make = method_changes[change]
         _refuse(permissions.methods_refusal())
-        body, as_form = await change_request(request)
-        wanted = settings.parse(body, fields, partial=False)
+        wanted = settings.parse(await change_request(request), fields, partial=False)
         actor = _actor(permissions)
         done = audit.apply(
             conn,
@@ -439,42 +477,96 @@ def create_app() -> FastAPI:
             actor,
             dag_id=access.PAYMENT_METHODS_DAG,
         )
-        return _changed(request, as_form, f"/sites/{site_id}/payment-methods", done)
+        return _changed(done)
 
-    @app.get("/sites/{site_id}/orders", response_class=HTMLResponse)
-    def orders_page(
-        request: Request,
-        site_id: str,
-        conn: Database,
-        lang: Lang,
-        permissions: Allowed,
-        job: str | None = None,
-        status: str | None = None,
-    ) -> HTMLResponse:
-        jobs = {"cancel": access.CANCEL_DAG, "refund": access.REFUND_DAG}
-        _refuse(permissions.read_refusal(list(jobs.values())))
-        site = _site_or_404(conn, site_id)
-        shown = [name for name, dag_id in jobs.items() if permissions.dag(access.READ, dag_id)]
-        job = job if job in shown else None
-        failures = [f for f in store.final_failures(conn, site_id, job, limit=500) if f.job in shown]
-        if status in ("Rejected", "Failed"):
-            failures = [f for f in failures if f.status == status]
-        counts = store.order_status_counts(conn, site_id)
-        return _page(
-            request,
-            lang,
-            "orders.html",
-            permissions,
-            site=site,
-            jobs=shown,
-            counts={name: by_status for name, by_status in counts.items() if name in shown},
-            failures=failures,
-            job=job,
-            status=status,
-        )
+    @api.get("/runs/{dag_id}/{run_id}")
+    def run_outcomes(dag_id: str, run_id: str, conn: Database, permissions: Allowed) -> dict[str, Any]:
+        """What one cancel or refund run did, per site; ``job`` None for any other DAG's run."""
+        job = next((name for name, order_dag in ORDER_JOBS.items() if order_dag == dag_id), None)
+        if job is None:
+            return {"dag_id": dag_id, "run_id": run_id, "job": None, "sites": []}
+        _refuse(permissions.read_refusal([dag_id]))
+        from airflow.utils.session import create_session
 
+        with create_session() as session:
+            tasks = run_site_tasks(session, dag_id, run_id, SITE_TASK_IDS[job])
+        labels = [task.site_id for task in tasks if task.site_id]
+        names = {site.site_id: site for site in store.sites(conn, labels)}
+        failures = store.run_final_failures(conn, job, run_id)
+        mails = store.run_notifications(conn, job, run_id)
+        return {
+            "dag_id": dag_id,
+            "run_id": run_id,
+            "job": job,
+            "sites": [
+                {
+                    "site_id": task.site_id,
+                    "name": names[task.site_id].name if task.site_id in names else None,
+                    "task_id": task.task_id,
+                    "map_index": task.map_index,
+                    "state": task.state,
+                    "counts": _run_counts(task.summary),
+                    "failures": [
+                        {
+                            "order_no": f.order_no,
+                            "status": f.status,
+                            "reason": f.reason,
+                            "amount_text": _amount(f.amount, f.currency),
+                        }
+                        for f in failures
+                        if f.site_id == task.site_id
+                    ],
+                    "email": _run_email(names.get(task.site_id or ""), [m for m in mails if m[0] == task.site_id]),
+                }
+                for task in tasks
+            ],
+        }
+
+    @api.get("/dashboard")
+    def dashboard(conn: Database, permissions: Allowed) -> dict[str, Any]:
+        """Across sites: orders to settle by hand and Pending orders."""
+        _refuse(permissions.read_refusal(list(ORDER_JOBS.values())))
+        sites = store.all_sites(conn)
+        attention = store.attention_counts(conn, _site_ids(sites))
+        listed = [
+            {
+                "site_id": s.site_id,
+                "name": s.name,
+                "to_settle": attention[s.site_id][0],
+                "pending": attention[s.site_id][1],
+            }
+            for s in sites
+            if s.site_id in attention
+        ]
+        return {
+            "to_settle": sum(site["to_settle"] for site in listed),
+            "pending": sum(site["pending"] for site in listed),
+            "sites": listed,
+        }
+
+    app.include_router(api)
+    app.mount("/static", StaticFiles(directory=UI_DIST), name="static")
     return app
 
 
-def _actor(permissions: Permissions) -> Actor:
-    return Actor(permissions.user_name, "page")
+RUN_COUNTS = ("succeeded", "pending", "rejected", "failed", "final_failures", "not_sent")
+
+
+def _run_counts(summary: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The counts a site task's summary holds (``komoju.runner``), or None when it left none."""
+    if summary is None:
+        return None
+    counts: dict[str, Any] = {name: int(summary.get(name, 0) or 0) for name in RUN_COUNTS}
+    counts["dry_run"] = bool(summary.get("dry_run", False))
+    return counts
+
+
+def _run_email(site: store.Site | None, mails: list[tuple[str, bool, int]]) -> dict[str, Any]:
+    """Whether the run's e-mail of a site went out: sent, not sent (yet), off (e-mails off), none (nothing to
+    e-mail)."""
+    if mails:
+        sent = all(mail[1] for mail in mails)
+        return {"state": "sent" if sent else "not_sent", "recipients": max(mail[2] for mail in mails)}
+    if site is not None and not site.wants_email:
+        return {"state": "off", "recipients": 0}
+    return {"state": "none", "recipients": 0}

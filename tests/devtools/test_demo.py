@@ -7,11 +7,12 @@ import email
 import email.policy
 import json
 import os
+import secrets
 import subprocess
 
 import pytest
 
-from devtools import PROJECT_ROOT
+from devtools import PROJECT_ROOT, localpg
 
 pytestmark = pytest.mark.slow
 
@@ -63,9 +64,15 @@ def _tree_outside_local() -> dict[str, float]:
 def test_make_demo_runs_the_three_jobs_and_reports_them():
     before = _tree_outside_local()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "KOMOJU_"))}
-    done = subprocess.run(
-        ["make", "demo"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=540, check=False
-    )
+    env["KOMOJU_DEMO_DATABASE"] = database = f"komoju_demo_test_{secrets.token_hex(4)}"  # not a developer's own
+    try:
+        done = subprocess.run(
+            ["make", "demo"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=540, check=False
+        )
+    finally:
+        server = localpg.find_server()
+        if server is not None:
+            server.drop_database(database)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     for dag_id in ("komoju_update_payment_methods", "komoju_cancel_process", "komoju_refund_process"):

@@ -9,11 +9,13 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -92,16 +94,24 @@ class Live:
         return got.json()["task_instances"]
 
     def database(self):
-        return localpg.find_server().connect("komoju_demo")
+        return localpg.find_server().connect(self.env["KOMOJU_DEMO_DATABASE"])
+
+    @staticmethod
+    def rows(conn, sql: str, params: Any = None) -> list[tuple]:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
 
 
 @pytest.fixture(scope="module")
 def live():
     if PROCESSES.exists():
         pytest.skip("a `make up` of this checkout is running: these tests would stop it (run `make down` first)")
+    shutil.rmtree(SCREENSHOTS, ignore_errors=True)  # only this run's screenshots are checked and kept
     ports = {"AIRFLOW_PORT": free_port(), "KOMOJU_EMULATOR_PORT": free_port(), "SMTP_PORT": free_port()}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "KOMOJU_"))}
     env.update({name: str(port) for name, port in ports.items()})
+    env["KOMOJU_DEMO_DATABASE"] = f"komoju_demo_test_{secrets.token_hex(4)}"  # never a developer's own demo data
     started = _make("up", env)
     try:
         assert started.returncode == 0, started.stdout[-3000:] + started.stderr[-3000:]
@@ -110,6 +120,9 @@ def live():
     finally:
         if PROCESSES.exists():  # a test failed before test_make_down_leaves_nothing
             _make("down", env)
+        server = localpg.find_server()
+        if server is not None:
+            server.drop_database(env["KOMOJU_DEMO_DATABASE"])
 
 
 def test_make_up_listens_on_loopback_only(live):
@@ -168,9 +181,9 @@ def _chromium():
             browser.close()
 
 
-def _login(browser, live, role: str):
+def _login(browser, live, role: str, locale: str = "en-US"):
     """A new browser session logged in to Airflow as ``role``."""
-    page = browser.new_context(locale="en-US").new_page()
+    page = browser.new_context(locale=locale, viewport={"width": 1400, "height": 900}).new_page()
     page.goto(live.url)
     page.fill("input[name=username]", role)
     page.fill("input[name=password]", live.passwords[role])
@@ -178,102 +191,200 @@ def _login(browser, live, role: str):
     return page
 
 
-def _komoju_page(browser, live, role: str):
-    """A new browser session logged in as ``role``, on the KOMOJU page; returns (page, the KOMOJU frame)."""
-    page = _login(browser, live, role)
-    page.get_by_role("link", name="KOMOJU").click()
-    # Playwright's sync API only sees the page change while one of its own calls waits: no poll_until here.
-    frame = page.wait_for_selector("iframe[src*='/komoju']", timeout=60_000).content_frame()
-    frame.wait_for_selector("#site-tokyo")
-    return page, frame
+def _komoju_page(browser, live, role: str, locale: str = "en-US"):
+    """A new browser session logged in as ``role``, on the KOMOJU page (Airflow's own layout, no iframe)."""
+    page = _login(browser, live, role, locale)
+    page.get_by_role("link", name="KOMOJU", exact=True).click()
+    page.wait_for_selector('[data-testid=komoju-site][data-site-id="tokyo"]', timeout=60_000)
+    assert page.query_selector("iframe") is None, "the KOMOJU view is part of Airflow's page, not a frame"
+    return page
+
+
+def _details(page, site_id: str, tab: str) -> None:
+    """Open a site's details on the KOMOJU page, at one of its tabs."""
+    page.click(f'[data-testid=komoju-site][data-site-id="{site_id}"] button')
+    page.wait_for_selector(f'[data-testid=komoju-details] >> text="{site_id}"')
+    page.get_by_role("tab", name=tab).click()
+
+
+def _airflow_setting(page, menu_item: str, choice: str) -> None:
+    """Change one of Airflow's own user settings (the user menu): dark mode, the language."""
+    try:
+        page.get_by_role("button", name="User").click(timeout=15_000)
+    except Exception:
+        page.screenshot(path=SCREENSHOTS.parent / "failed-user-menu.png")  # what the page showed instead
+        raise
+    if menu_item == "Appearance":
+        page.get_by_role("menuitem", name="Appearance").hover()
+        page.get_by_role("menuitemradio", name=choice).click()
+        page.keyboard.press("Escape")
+        page.wait_for_selector("[role=menu]", state="detached")
+    else:
+        page.get_by_role("menuitem", name="Select Language").click()
+        page.get_by_role("combobox").click()
+        page.get_by_role("option", name=choice).click()
+        page.keyboard.press("Escape")
+        page.wait_for_selector("[role=dialog]", state="detached")
 
 
 @pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (make test installs Debian's)")
-def test_komoju_page_in_a_real_browser(live):
-    live.trigger("komoju_update_payment_methods", {"site_ids": ["tokyo"]})
-    assert ("konbini JPY", True) in _methods(live)
+def test_komoju_view_in_a_real_browser(live):
+    assert ("konbini JPY", True) in _methods(live), "make up synced the payment methods before printing the URL"
     with _chromium() as browser:
-        page, frame = _komoju_page(browser, live, "admin")
-        page.screenshot(path=SCREENSHOTS / "1-sites.png")
+        page = _komoju_page(browser, live, "admin")
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        cards = page.eval_on_selector_all("[data-testid=komoju-site]", "cards => cards.map(c => c.dataset.active)")
+        assert cards == sorted(cards, key=lambda active: active != "true"), "active sites first"
+        page.screenshot(path=SCREENSHOTS / "1-sites.png", full_page=True)
 
-        frame.click("#site-tokyo >> text=Payment methods")
-        frame.wait_for_selector('tr[data-method="konbini:JPY"]')
-        row = 'tr[data-method="konbini:JPY"]'
+        _details(page, "tokyo", "Payment methods")
+        row = '[data-testid=komoju-payment-methods] tr[data-method="konbini JPY"]'
+        switch = f"{row} input[type=checkbox]"
+        page.wait_for_selector(switch, state="attached")  # the switch's input is hidden behind its control
 
         def toggle(to: bool) -> None:
-            frame.click(f"{row} button.toggle")
-            frame.wait_for_selector(f"{row}.off" if not to else f"{row}:not(.off)")  # the page came back
+            page.click(f"{row} label")
+            page.wait_for_selector(f"{switch}{':checked' if to else ':not(:checked)'}", state="attached")
+            page.wait_for_selector(f"{row} label:not([data-disabled])")  # the reload after the change is done
             assert ("konbini JPY", to) in _methods(live)
 
         toggle(False)
         toggle(True)
         toggle(False)  # off, to see a sync keep it off
-        frame.click(f"{row} button.move:has-text('Up')")
-        frame.wait_for_selector('#payment-methods tbody tr:first-child[data-method="konbini:JPY"]')
+        page.click(f"{row} button[aria-label='Move up: konbini JPY']")
+        page.wait_for_selector('[data-testid=komoju-payment-methods] tbody tr:first-child[data-method="konbini JPY"]')
         assert _methods(live)[0] == ("konbini JPY", False)
-        page.screenshot(path=SCREENSHOTS / "2-payment-methods.png")
+        page.screenshot(path=SCREENSHOTS / "2-payment-methods.png", full_page=True)
 
         live.trigger("komoju_update_payment_methods", {"site_ids": ["tokyo"]})
         assert _methods(live)[0] == ("konbini JPY", False), "a sync after toggling must keep the toggle"
 
-        frame.click("text=Sites")
-        frame.fill("#emails-tokyo", "ops-tokyo@example.com\nfinance-tokyo@example.com")
-        frame.click("#site-tokyo button[type=submit]")
-        frame.wait_for_selector("p.message")
+        page.get_by_role("tab", name="Settings").click()
+        contacts = "[data-testid=komoju-settings] textarea"
+        page.fill(contacts, "ops-tokyo@example.com\nfinance-tokyo@example.com")
+        page.click("[data-testid=komoju-settings] button[type=submit]")
+        page.wait_for_selector("text=Saved (1 change).")
         conn = live.database()
         try:
             assert store.sites(conn, ["tokyo"])[0].notify_emails == (
                 "ops-tokyo@example.com",
                 "finance-tokyo@example.com",
             )
-            counts = store.order_status_counts(conn, "tokyo")
         finally:
             conn.close()
-        frame.click("#site-tokyo >> text=Order outcomes")
-        frame.wait_for_selector("#order-counts")
-        shown = frame.inner_text("#order-counts")
-        for status, count in counts["cancel"].items():
-            assert f"cancel\t{status or 'to do'}\t{count}" in shown, shown
-        page.screenshot(path=SCREENSHOTS / "3-orders.png")
+        page.get_by_role("tab", name="Recent changes").click()
+        page.wait_for_selector("[data-testid=komoju-changes] >> text=finance-tokyo@example.com")
 
-        frame.click("text=Sites")  # the latest run of each job per site, linked into Airflow's own pages
-        sync_run = frame.wait_for_selector("#site-tokyo table.latest-runs a.run")  # the sync's row comes first
-        assert sync_run.inner_text() == "success"
-        sync_run.click()  # Airflow's UI (the top window) shows that task instance
-        page.wait_for_url(re.compile(r"/dags/komoju_update_payment_methods/runs/[^/]+/tasks/sync_site/mapped/0$"))
-        page.wait_for_selector("text=tokyo", timeout=60_000)  # its page names the instance by its site label
-        page.screenshot(path=SCREENSHOTS / "4-latest-sync-run.png")
+        page.click('[data-testid=komoju-site][data-site-id="tokyo"] [data-job=payment_methods] a')
+        page.wait_for_url(re.compile(r"/dags/komoju_update_payment_methods/runs/[^/]+/tasks/sync_site/mapped/\d+$"))
+        page.wait_for_selector("text=tokyo", timeout=60_000)  # Airflow's page names the instance by its site label
+        page.screenshot(path=SCREENSHOTS / "3-latest-sync-run.png")
+
+        page.go_back()
+        page.wait_for_selector('[data-testid=komoju-site][data-site-id="tokyo"]', timeout=60_000)
+        _airflow_setting(page, "Appearance", "Dark Mode")
+        page.wait_for_function("document.documentElement.classList.contains('dark')")
+        page.screenshot(path=SCREENSHOTS / "4-sites-dark.png", full_page=True)
+
+        _airflow_setting(page, "Language", "日本語")
+        page.wait_for_selector("text=詳細を表示")
+        shown = page.inner_text("[data-testid=komoju-page]")
+        labels = ("Show details", "Latest runs", "Orders", "Active", "to do", "Cancelled", "Refunded", "Pending",
+                  "Rejected", "Failed", "success", "Payment methods", "Settings", "Save", "no payment id")  # fmt: skip
+        english = [label for label in labels if label in shown]
+        assert english == [], english
+        page.screenshot(path=SCREENSHOTS / "5-sites-dark-ja.png", full_page=True)
+        assert errors == []  # (each test's browser context starts with Airflow's default settings again)
+
+
+@pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (make test installs Debian's)")
+def test_a_cancel_runs_komoju_tab_shows_what_it_did_per_site(live):
+    # The first cancel run did the demo's work (the DAG was unpaused by make up: its scheduled run came first).
+    runs = requests.get(
+        f"{live.url}/api/v2/dags/komoju_cancel_process/dagRuns",
+        params={"order_by": "run_after", "limit": 1},
+        headers=live.headers,
+        timeout=30,
+    ).json()["dag_runs"]
+    run_id = runs[0]["dag_run_id"] if runs else live.trigger("komoju_cancel_process", {})
+    poll_until(
+        lambda: (
+            requests.get(
+                f"{live.url}/api/v2/dags/komoju_cancel_process/dagRuns/{quote(run_id, safe='')}",
+                headers=live.headers,
+                timeout=30,
+            ).json()["state"]
+            in ("success", "failed")
+        ),
+        timeout=240,
+        interval=1,
+        what=f"cancel run {run_id} ending",
+    )
+    conn = live.database()
+    try:
+        failures = live.rows(
+            conn, "SELECT site_id, order_no FROM komoju.final_failure WHERE job = 'cancel' AND run_id = %s", (run_id,)
+        )
+    finally:
+        conn.close()
+    assert failures, "the demo's first cancel run gives orders up (unknown payment, not cancellable, ...)"
+    with _chromium() as browser:
+        page = _login(browser, live, "admin")
+        page.goto(f"{live.url}/dags/komoju_cancel_process/runs/{quote(run_id, safe='')}")
+        page.get_by_role("link", name="KOMOJU results").click()
+        page.wait_for_selector('[data-testid=komoju-run-site][data-site-id="tokyo"]', timeout=60_000)
+        sites = page.eval_on_selector_all("[data-testid=komoju-run-site]", "s => s.map(x => x.dataset.siteId)")
+        assert sorted(sites) == ["global", "osaka", "tokyo"]
+        shown = page.inner_text("[data-testid=komoju-run-tab]")
+        for _, order_no in failures:
+            assert order_no in shown, (order_no, shown)
+        page.screenshot(path=SCREENSHOTS / "6-cancel-run-tab.png", full_page=True)
 
 
 @pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (make test installs Debian's)")
 def test_a_viewer_can_change_nothing_and_changes_are_in_airflows_audit_log(live):
     before = _methods(live)
     refused = requests.post(
-        f"{live.url}/komoju/sites/tokyo/payment-methods/toggle",
+        f"{live.url}/komoju/api/sites/tokyo/payment-methods/toggle",
         headers={**live.tokens["viewer"], "Origin": live.url},
-        data={"type_slug": "credit_card", "currency": "JPY", "enabled": "false"},
+        json={"type_slug": "credit_card", "currency": "JPY", "enabled": False},
         timeout=30,
     )
     assert refused.status_code == 403
     assert "edit access to the DAG komoju_update_payment_methods" in refused.json()["detail"]
     assert _methods(live) == before
     with _chromium() as browser:
-        page, frame = _komoju_page(browser, live, "viewer")
-        controls = "form button, form input:not([type=hidden]), form textarea, form select"
-        assert frame.query_selector_all(controls) == [], "a viewer's sites page has no enabled control"
-        assert "cannot edit" in frame.inner_text("#site-tokyo .read-only")
-        frame.click("#site-tokyo >> text=Payment methods")
-        frame.wait_for_selector('tr[data-method="konbini:JPY"]')
-        assert frame.query_selector_all(controls) == [], "nor its payment methods page"
-        assert "komoju_update_payment_methods" in frame.inner_text(".read-only")
-        page.screenshot(path=SCREENSHOTS / "5-viewer-read-only.png")
+        page = _komoju_page(browser, live, "viewer")
+        _details(page, "tokyo", "Payment methods")
+        page.wait_for_selector("[data-testid=komoju-payment-methods] input[type=checkbox]", state="attached")
+        enabled = page.eval_on_selector_all(
+            "[data-testid=komoju-details] input:not([type=hidden]), [data-testid=komoju-details] textarea,"
+            " [data-testid=komoju-details] select, [data-testid=komoju-details] button:not([role=tab])",
+            "controls => controls.filter(c => !c.disabled).map(c => c.outerHTML.slice(0, 80))",
+        )
+        assert enabled == [], "a viewer's view has no enabled control"
+        notes = page.locator("[data-testid=komoju-details] [data-testid=komoju-read-only]").all_inner_texts()
+        assert "Read-only: your Airflow role cannot edit the DAG komoju_update_payment_methods." in notes, notes
+        page.screenshot(path=SCREENSHOTS / "7-viewer-read-only.png", full_page=True)
+        page.get_by_role("tab", name="Settings").click()
+        enabled = page.eval_on_selector_all(
+            "[data-testid=komoju-settings] input:not([type=hidden]), [data-testid=komoju-settings] textarea,"
+            " [data-testid=komoju-settings] select, [data-testid=komoju-settings] button",
+            "controls => controls.filter(c => !c.disabled).map(c => c.outerHTML.slice(0, 80))",
+        )
+        assert enabled == [], "nor its settings form"
+        assert (
+            "Read-only: your Airflow role cannot edit the DAG komoju_cancel_process, the DAG komoju_refund_process,"
+            " the connection komoju_default." in notes
+        ), notes
 
         # The admin's toggles of the browser test above are in Airflow's own audit log, with the admin's name.
         admin = _login(browser, live, "admin")
         admin.wait_for_selector("text=KOMOJU", timeout=60_000)
         admin.goto(f"{live.url}/events")
         admin.wait_for_selector("text=komoju.payment_method.toggle", timeout=60_000)
-        admin.screenshot(path=SCREENSHOTS / "6-audit-log.png")
+        admin.screenshot(path=SCREENSHOTS / "8-audit-log.png")
     logged = requests.get(
         f"{live.url}/api/v2/eventLogs",
         params={"event": "komoju.payment_method.toggle"},
@@ -285,12 +396,12 @@ def test_a_viewer_can_change_nothing_and_changes_are_in_airflows_audit_log(live)
 
 
 def test_komoju_endpoints_need_a_login_and_refuse_cross_site_posts(live):
-    assert requests.get(f"{live.url}/komoju/", timeout=30).status_code == 401
+    assert requests.get(f"{live.url}/komoju/api/overview", timeout=30).status_code == 401
     before = _methods(live)
     forged = requests.post(
-        f"{live.url}/komoju/sites/tokyo/payment-methods/toggle",
+        f"{live.url}/komoju/api/sites/tokyo/payment-methods/toggle",
         headers={**live.headers, "Origin": "https://evil.example"},
-        data={"type_slug": "credit_card", "currency": "JPY", "enabled": "false"},
+        json={"type_slug": "credit_card", "currency": "JPY", "enabled": False},
         timeout=30,
     )
     assert forged.status_code == 403
@@ -311,8 +422,10 @@ def test_screenshots_were_saved():
     assert sorted(p.name for p in Path(SCREENSHOTS).glob("*.png")) == [
         "1-sites.png",
         "2-payment-methods.png",
-        "3-orders.png",
-        "4-latest-sync-run.png",
-        "5-viewer-read-only.png",
-        "6-audit-log.png",
+        "3-latest-sync-run.png",
+        "4-sites-dark.png",
+        "5-sites-dark-ja.png",
+        "6-cancel-run-tab.png",
+        "7-viewer-read-only.png",
+        "8-audit-log.png",
     ]

@@ -32,7 +32,7 @@ from scenario import (
     row_problems,
     setup_database,
 )
-from testkit import html_body, table_rows
+from testkit import html_body, table_rows, text_body
 
 from emulator.testing import EmulatorServer
 
@@ -177,6 +177,12 @@ def assert_failure_mails(job: str, mails: list, rows: dict) -> None:
         assert "KOMOJU" in body
         site_rows = table_rows(body)
         assert len(site_rows) == len(finals[site]), site_rows
+        statuses = {row[2] for row in site_rows}
+        assert statuses <= ({"拒否", "失敗"} if site.locale == "ja" else {"Rejected", "Failed"}), statuses
+        text = text_body(mail)  # the same, as plain text
+        for case in finals[site]:
+            assert case.order_no in text, (case.order_no, text)
+        assert ("ダッシュボード" in text) if site.locale == "ja" else ("dashboard" in text)
         for case in finals[site]:
             matching = [row for row in every_row if case.order_no in row]
             assert len(matching) == 1, (case.order_no, matching)

@@ -443,3 +443,15 @@ def test_bad_rows_do_not_stop_the_run(job, db, smtp_sink, run_dag, connect):
         if job == "cancel":
             assert "&lt;script&gt;alert(" in body
             assert "<script>" not in body
+
+
+def test_site_ids_left_empty_in_the_form_means_every_active_site(db, smtp_sink, run_dag, connect):
+    """Airflow's trigger form sends null for a cleared multi-select: the param admits it (the field is optional)
+    and the run works on every active site, as with []."""
+    cases = (*pending_orders(SITE_A, 1, "na"), *pending_orders(SITE_B, 1, "nb"))
+    with EmulatorServer(emulator_scenario(cases, (SITE_A, SITE_B))) as komoju:
+        connect(komoju, (SITE_A, SITE_B))
+        setup_database(db, cases, (SITE_A, SITE_B))
+        run = run_dag("komoju_cancel_process", site_ids=None)
+        assert run.states("cancel_site") == {"site-a": "success", "site-b": "success"}
+        assert effects_by_payment(komoju.ledger()) == {c.stored_payment_id: [("cancel", 1000)] for c in cases}

@@ -1,5 +1,5 @@
-"""The KOMOJU page served by Airflow's own API server app (its plugin loading, its SimpleAuthManager, its login
-and audit log), against the real status database.
+"""The KOMOJU page's JSON API served by Airflow's own API server app (its plugin loading, its SimpleAuthManager, its
+login and audit log), against the real status database.
 
 Each of SimpleAuthManager's roles (viewer, user, op, admin) logs in through ``POST /auth/token`` and tries every
 page and every change; a refused change leaves the database and Airflow's audit log as they were, an allowed one
@@ -30,9 +30,15 @@ def api(airflow_api, db):
         )
         cur.execute("INSERT INTO komoju.site (site_id, active) VALUES ('closed', false)")
         cur.execute(
-            "INSERT INTO komoju.final_failure (job, site_id, order_no, attempt_no, status, reason, amount, currency)"
-            " VALUES ('refund', 'shop-ja', '<b>1001</b>', 1, 'Rejected', 'HTTP 422 not_refundable: <i>x</i>', 1200,"
-            " 'JPY')"
+            "INSERT INTO komoju.orders (site_id, order_no, status, payment_status, payment_method, komoju_payment_id,"
+            " total_gross_price, currency, komoju_refund_status) VALUES ('shop-ja', '<b>1001</b>', 'cancelled', 'paid',"
+            " 'KOMOJU_HOSTED_PAGE', 'p1001', 1200, 'JPY', 'Rejected')"
+        )
+        cur.execute(
+            "INSERT INTO komoju.final_failure (job, site_id, order_no, attempt_no, komoju_payment_id, status, reason,"
+            " amount, currency)"
+            " VALUES ('refund', 'shop-ja', '<b>1001</b>', 1, 'p1001', 'Rejected', 'HTTP 422 not_refundable: <i>x</i>',"
+            " 1200, 'JPY')"
         )
     db.commit()
     store.sync_payment_methods(
@@ -55,11 +61,12 @@ class Api:
         self.db = db
 
     def get(self, role: str, path: str, **kwargs):
-        return self.client.get(f"/komoju{path}", headers={**self.tokens[role], **kwargs.pop("headers", {})}, **kwargs)
+        headers = {**self.tokens[role], **kwargs.pop("headers", {})}
+        return self.client.get(f"/komoju/api{path}", headers=headers, **kwargs)
 
     def post(self, role: str, path: str, **kwargs):
         headers = {**SAME_ORIGIN, **self.tokens[role], **kwargs.pop("headers", {})}
-        return self.client.post(f"/komoju{path}", headers=headers, follow_redirects=False, **kwargs)
+        return self.client.post(f"/komoju/api{path}", headers=headers, follow_redirects=False, **kwargs)
 
     def state(self) -> dict:
         """Everything a change could touch in the status database."""
@@ -114,11 +121,12 @@ EVENTS = {"toggle": "komoju.payment_method.toggle", "move": "komoju.payment_meth
 
 
 @pytest.mark.parametrize("role", ROLES)
-@pytest.mark.parametrize("path", ["/", "/sites/shop-ja/payment-methods", "/sites/shop-ja/orders"])
+@pytest.mark.parametrize("path", ["/overview", "/sites/shop-ja", "/dashboard", "/runs/komoju_cancel_process/x"])
 def test_every_role_may_read_every_page(api, role, path):
     page = api.get(role, path)
     assert page.status_code == 200, page.text
-    assert f'<span class="user">{role}</span>' in page.text
+    if path == "/overview":
+        assert page.json()["user"] == role
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -126,7 +134,7 @@ def test_every_role_may_read_every_page(api, role, path):
 def test_each_change_is_allowed_or_refused_by_role(api, role, change):
     path, form = CHANGES[change]
     before, audited_before = api.state(), api.audit_count()
-    answer = api.post(role, path, data=form)
+    answer = api.post(role, path, json=form)
     if role not in ALLOWED[change]:
         assert answer.status_code == 403, answer.text
         detail = answer.json()["detail"]
@@ -140,7 +148,7 @@ def test_each_change_is_allowed_or_refused_by_role(api, role, change):
         assert api.state() == before, "a refused change must write nothing"
         assert api.audit_count() == audited_before
         return
-    assert answer.status_code == 303, answer.text
+    assert answer.status_code == 200, answer.text
     after = api.state()
     assert after != before
     recorded = api.recorded("shop-ja")
@@ -155,8 +163,10 @@ def test_each_change_is_allowed_or_refused_by_role(api, role, change):
 
 
 def test_changes_are_recorded_with_old_and_new_values(api):
-    assert api.post("user", *CHANGES["toggle"][:1], data=CHANGES["toggle"][1]).status_code == 303
-    assert api.post("op", "/sites/shop-ja", data={"notify_emails": "a@example.com\nb@example.com"}).status_code == 303
+    assert api.post("user", CHANGES["toggle"][0], json=CHANGES["toggle"][1]).status_code == 200
+    assert (
+        api.post("op", "/sites/shop-ja", json={"notify_emails": ["a@example.com", "b@example.com"]}).status_code == 200
+    )
     toggle = api.audit_log("komoju.payment_method.toggle")[-1]  # Airflow's log keeps earlier tests' entries
     assert toggle["owner"] == "user"
     assert toggle["dag_id"] == "komoju_update_payment_methods"  # it also shows on that DAG's audit log
@@ -179,43 +189,45 @@ def test_changes_are_recorded_with_old_and_new_values(api):
         ["ops@example.com"],
     )
     assert (method_changes.subject, method_changes.old_value, method_changes.new_value) == ("konbini JPY", True, False)
-    page = api.get("viewer", "/?lang=en")
-    assert "Recent changes" in page.text
-    assert "a@example.com, b@example.com" in page.text  # the site's page shows its last changes
+    recent = api.get("viewer", "/sites/shop-ja").json()["recent_changes"]  # the site's page shows its last changes
+    assert [(c["changed_by"], c["field"], c["new_value"]) for c in recent] == [
+        ("op", "notify_emails", ["a@example.com", "b@example.com"]),
+        ("user", "enabled", False),
+    ]
 
 
-def test_pages_show_only_the_controls_a_role_may_use(api):
-    viewer_methods = api.get("viewer", "/sites/shop-ja/payment-methods?lang=en").text
-    assert "payment-methods/toggle" not in viewer_methods
-    assert "payment-methods/move" not in viewer_methods
-    assert "read-only: your Airflow role cannot edit <code>komoju_update_payment_methods</code>" in viewer_methods
-    user_methods = api.get("user", "/sites/shop-ja/payment-methods?lang=en").text
-    assert "payment-methods/toggle" in user_methods
-    assert "read-only:" not in user_methods
-    user_sites = api.get("user", "/?lang=en").text
-    assert 'action="/komoju/sites/shop-ja"' not in user_sites
-    assert "cannot edit the connection <code>komoju_default</code>" in user_sites
-    op_sites = api.get("op", "/?lang=en").text
-    assert 'action="/komoju/sites/shop-ja"' in op_sites
-    assert "read-only:" not in op_sites
-    japanese = api.get("viewer", "/sites/shop-ja/payment-methods?lang=ja").text
-    assert "閲覧のみ" in japanese
+def test_pages_say_which_controls_a_role_may_use_and_why_not(api):
+    def site(role):
+        return api.get(role, "/sites/shop-ja").json()
+
+    viewer, user, op = site("viewer"), site("user"), site("op")
+    assert (viewer["payment_methods"]["can_edit"], viewer["can_edit"]) == (False, False)
+    assert viewer["payment_methods"]["edit_missing"] == [{"kind": "dag", "name": "komoju_update_payment_methods"}]
+    assert viewer["edit_missing"] == [
+        {"kind": "dag", "name": "komoju_cancel_process"},
+        {"kind": "dag", "name": "komoju_refund_process"},
+        {"kind": "connection", "name": "komoju_default"},
+    ]
+    assert (user["payment_methods"]["can_edit"], user["can_edit"]) == (True, False)
+    assert user["edit_missing"] == [{"kind": "connection", "name": "komoju_default"}]
+    assert (op["payment_methods"]["can_edit"], op["can_edit"], op["edit_missing"]) == (True, True, [])
+    overview = api.get("user", "/overview").json()
+    assert [(s["site_id"], s["can_edit"]) for s in overview["sites"]] == [
+        ("shop-en", False),
+        ("shop-ja", False),
+        ("closed", False),
+    ], "active sites first"
 
 
 def test_anonymous_requests_get_401_and_cross_site_changes_403(api):
-    assert api.client.get("/komoju/").status_code == 401
-    assert api.client.post("/komoju/sites/shop-ja/payment-methods/toggle", headers=SAME_ORIGIN).status_code == 401
+    assert api.client.get("/komoju/api/overview").status_code == 401
+    toggle = "/komoju/api/sites/shop-ja/payment-methods/toggle"
+    assert api.client.post(toggle, headers=SAME_ORIGIN, json=CHANGES["toggle"][1]).status_code == 401
     before = api.state()
     for headers in ({"Origin": "https://evil.example"}, {"Referer": "https://evil.example/form.html"}):
-        forged = api.client.post(
-            "/komoju/sites/shop-ja/payment-methods/toggle",
-            headers={**api.tokens["admin"], **headers},
-            data=CHANGES["toggle"][1],
-        )
+        forged = api.client.post(toggle, headers={**api.tokens["admin"], **headers}, json=CHANGES["toggle"][1])
         assert forged.status_code == 403
-    no_origin = api.client.post(
-        "/komoju/sites/shop-ja/payment-methods/toggle", headers=api.tokens["admin"], data=CHANGES["toggle"][1]
-    )
+    no_origin = api.client.post(toggle, headers=api.tokens["admin"], json=CHANGES["toggle"][1])
     assert no_origin.status_code == 403
     assert api.state() == before
 
@@ -223,9 +235,9 @@ def test_anonymous_requests_get_401_and_cross_site_changes_403(api):
 # ------------------------------------------------------------------------------------------ bad input changes nothing
 
 BAD_REQUESTS = {
-    "empty form": ({"data": {}}, None),
     "empty JSON": ({"json": {}}, None),
-    "unknown field": ({"data": {"colour": "red"}}, "colour"),
+    "form instead of JSON": ({"data": {"active": "false"}}, None),
+    "unknown field": ({"json": {"colour": "red"}}, "colour"),
     "wrong content type": ({"content": b"active=false", "headers": {"Content-Type": "text/plain"}}, None),
     "no content type": ({"content": b"active=false"}, None),
     "JSON not an object": ({"json": ["active", False]}, None),
@@ -252,7 +264,7 @@ def test_a_method_change_missing_a_field_names_it(api, route):
     path, form = CHANGES[route]
     before = api.state()
     partial = {k: v for k, v in form.items() if k != "currency"}
-    answer = api.post("admin", path, data=partial)
+    answer = api.post("admin", path, json=partial)
     assert answer.status_code == 422
     assert answer.json()["field"] == "currency"
     assert api.state() == before
@@ -287,19 +299,16 @@ def test_a_partial_update_changes_only_what_it_names(api):
         ]
     }
     assert (site().active, site().notify_emails, site().name) == (False, before.notify_emails, "Tokyo")
-    form = api.post("op", "/sites/shop-ja", data={"email_enabled": ["false", "true"]})  # the page's checkbox, ticked
-    assert form.status_code == 303
-    assert (site().email_enabled, site().active) == (True, False)
-    unticked = api.post("op", "/sites/shop-ja", data={"email_enabled": "false"})
-    assert unticked.status_code == 303
-    assert site().email_enabled is False
-    assert [c.field for c in api.recorded("shop-ja")] == ["email_enabled", "active", "name"]  # the ticked box was on
+    assert api.post("op", "/sites/shop-ja", json={"email_enabled": True}).json() == {"changes": []}, "it was on"
+    assert api.post("op", "/sites/shop-ja", json={"email_enabled": False}).status_code == 200
+    assert (site().email_enabled, site().active, site().name) == (False, False, "Tokyo")
+    assert [c.field for c in api.recorded("shop-ja")] == ["email_enabled", "active", "name"]
 
 
 @pytest.mark.parametrize(
     ("fields", "field", "text"),
     [
-        ({"notify_emails": "not-an-address"}, "notify_emails", "not-an-address"),
+        ({"notify_emails": ["not-an-address"]}, "notify_emails", "not-an-address"),
         ({"email_locale": "fr"}, "email_locale", "ja, en"),
         ({"active": "maybe"}, "active", "true or false"),
         ({"name": "a\nb"}, "name", "one line"),
@@ -307,7 +316,7 @@ def test_a_partial_update_changes_only_what_it_names(api):
 )
 def test_invalid_values_are_refused_naming_the_field(api, fields, field, text):
     before = api.state()
-    answer = api.post("op", "/sites/shop-ja", data=fields)
+    answer = api.post("op", "/sites/shop-ja", json=fields)
     assert answer.status_code == 422
     assert answer.json()["field"] == field
     assert text in answer.json()["detail"]
@@ -315,31 +324,41 @@ def test_invalid_values_are_refused_naming_the_field(api, fields, field, text):
 
 
 def test_unknown_site_or_method_is_404(api):
-    assert api.post("op", "/sites/nope", data={"active": "false"}).status_code == 404
-    missing = api.post("user", "/sites/shop-ja/payment-methods/toggle", data={**CHANGES["toggle"][1], "type_slug": "x"})
+    assert api.post("op", "/sites/nope", json={"active": False}).status_code == 404
+    missing = api.post("user", "/sites/shop-ja/payment-methods/toggle", json={**CHANGES["toggle"][1], "type_slug": "x"})
     assert missing.status_code == 404
     assert "has no payment method x JPY" in missing.json()["detail"]
-    assert api.get("viewer", "/sites/nope/orders").status_code == 404
+    assert api.get("viewer", "/sites/nope").status_code == 404
 
 
 # ------------------------------------------------------------------------------------------------- the pages
 
 
-def test_pages_render_escaped_in_the_chosen_language(api):
-    page = api.get("viewer", "/", headers={"Accept-Language": "en-US,en;q=0.9"})
-    assert page.status_code == 200
-    assert "KOMOJU payment settings" in page.text
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;東京" in page.text
-    assert "<script>alert" not in page.text
-    assert "komoju_default" in page.text  # the connection is shown, never its secret
-    assert page.text.index('id="site-shop-en"') < page.text.index('id="site-closed"'), "active sites come first"
-    japanese = api.get("viewer", "/?lang=ja")
-    assert "KOMOJU 決済設定" in japanese.text
-    assert japanese.cookies.get("komoju_lang") == "ja"
-    orders = api.get("viewer", "/sites/shop-ja/orders?lang=en")
-    assert "&lt;b&gt;1001&lt;/b&gt;" in orders.text
-    assert "&lt;i&gt;x&lt;/i&gt;" in orders.text
-    assert "1,200 JPY" in orders.text
+def test_a_sites_page_shows_its_settings_methods_and_orders_to_settle(api):
+    details = api.get("viewer", "/sites/shop-ja").json()
+    assert details["name"] == "<script>alert(1)</script>東京", "data as it is: the components escape it"
+    assert details["komoju_conn_id"] == "komoju_default"  # the connection is shown, never its secret
+    assert [(m["type_slug"], m["enabled"], m["position"]) for m in details["payment_methods"]["methods"]] == [
+        ("credit_card", True, 1),
+        ("konbini", True, 2),
+    ]
+    assert details["orders"]["to_settle"] == [
+        {
+            "job": "refund",
+            "order_no": "<b>1001</b>",
+            "status": "Rejected",
+            "reason": "HTTP 422 not_refundable: <i>x</i>",
+            "amount_text": "1,200 JPY",
+            "recorded_at": details["orders"]["to_settle"][0]["recorded_at"],
+            "emailed_at": None,
+        }
+    ]
+    assert details["to_settle"] == 1
+    assert api.get("viewer", "/dashboard").json() == {
+        "to_settle": 1,
+        "pending": 0,
+        "sites": [{"site_id": "shop-ja", "name": "<script>alert(1)</script>東京", "to_settle": 1, "pending": 0}],
+    }
 
 
 def test_toggle_and_move_change_the_database(api):
@@ -347,11 +366,9 @@ def test_toggle_and_move_change_the_database(api):
         api.db.rollback()
         return [(m.type_slug, m.enabled) for m in store.payment_methods(api.db, "shop-ja")]
 
-    assert api.post("user", *CHANGES["toggle"][:1], data=CHANGES["toggle"][1]).status_code == 303
+    assert api.post("user", CHANGES["toggle"][0], json=CHANGES["toggle"][1]).status_code == 200
     assert methods() == [("credit_card", True), ("konbini", False)]
-    assert api.post("user", *CHANGES["move"][:1], data=CHANGES["move"][1]).status_code == 303
+    assert api.post("user", CHANGES["move"][0], json=CHANGES["move"][1]).status_code == 200
     assert methods() == [("konbini", False), ("credit_card", True)]
-    page = api.get("user", "/sites/shop-ja/payment-methods?lang=en")
-    assert 'data-method="konbini:JPY" class="off"' in page.text
     again = api.post("user", CHANGES["toggle"][0], json={"type_slug": "konbini", "currency": "jpy", "enabled": False})
     assert again.json() == {"changes": []}, "switching off what is off changes and records nothing"

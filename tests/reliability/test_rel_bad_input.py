@@ -291,7 +291,6 @@ def test_odd_komoju_answers_fail_their_order_clearly_and_touch_no_other(job, db,
 
 BAD_CONFS = [
     {"site_ids": "tokyo"},
-    {"site_ids": None},
     {"site_ids": [1, 2]},
     {"site_ids": [""]},
     {"site_ids": ["tokyo", "tokyo"]},

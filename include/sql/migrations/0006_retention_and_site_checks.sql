@@ -1,4 +1,4 @@
--- 0005: idle sites cost nothing, bookkeeping can be cleaned by age (issue 15).
+-- 0006: idle sites cost nothing, bookkeeping can be cleaned by age (issue 15).
 --
 -- komoju.site_check: when each job last checked each site, and whether it found work. resolve_sites writes one
 -- row per scoped site and job in one statement; a site with nothing to do gets no task of its own, and this row

@@ -1,0 +1,347 @@
+/**
+ * Every word the plugin shows, in English and Japanese (the languages the KOMOJU jobs speak); any other host
+ * language falls back to English. KOMOJU's own texts and identifiers (reasons, order numbers, site ids, DAG ids,
+ * payment types) are shown as they come, each introduced by one of these labels.
+ */
+
+const plural = (count: number, one: string, other: string): string => (count === 1 ? one : other);
+
+const EN = {
+  title: "KOMOJU",
+  loading: "Loading…",
+  httpError: (status: number) => `The KOMOJU API answered HTTP ${status} without an explanation.`,
+  networkError: "The KOMOJU API could not be reached.",
+  runsUnknown: "Airflow's run history could not be read, so the latest runs are not shown. Everything else is.",
+  noSites: "No KOMOJU sites are configured yet.",
+  signedInAs: "Signed in as",
+
+  // a site
+  siteId: "Site ID",
+  connection: "KOMOJU connection",
+  active: "Active",
+  inactive: "Inactive",
+  latestRuns: "Latest runs",
+  neverRan: "never ran for this site",
+  noReadableJobs: "Your Airflow role may not read any KOMOJU job.",
+  orders: "Orders",
+  job: "Job",
+  jobs: { payment_methods: "Payment method update", cancel: "Cancellations", refund: "Refunds" },
+  jobShort: { cancel: "Cancel", refund: "Refund" } as Record<string, string>,
+  toSettleCount: (count: number) => `${count} ${plural(count, "order", "orders")} to settle by hand`,
+  pendingCount: (count: number) => `${count} pending at KOMOJU`,
+  showDetails: "Show details",
+  detailsShown: "Details shown below",
+  detailsOf: "Details",
+
+  // order statuses (keys as the API sends them)
+  statuses: {
+    to_do: "To do",
+    Cancelled: "Cancelled",
+    Refunded: "Refunded",
+    Pending: "Pending (awaiting KOMOJU)",
+    Rejected: "Rejected",
+    Failed: "Failed",
+    no_payment_id: "No KOMOJU payment id",
+  } as Record<string, string>,
+
+  // Airflow's task states
+  states: {
+    success: "success",
+    failed: "failed",
+    running: "running",
+    queued: "queued",
+    up_for_retry: "up for retry",
+    upstream_failed: "upstream failed",
+    skipped: "skipped",
+    scheduled: "scheduled",
+    deferred: "deferred",
+    removed: "removed",
+    restarting: "restarting",
+    up_for_reschedule: "up for reschedule",
+    none: "no status",
+  } as Record<string, string>,
+
+  // detail tabs
+  tabs: {
+    settings: "Settings",
+    paymentMethods: "Payment methods",
+    toSettle: "To settle by hand",
+    pending: "Pending",
+    recentChanges: "Recent changes",
+  },
+
+  // read-only
+  readOnly: (names: string) => `Read-only: your Airflow role cannot edit ${names}.`,
+  readOnlyNothingNamed: "Read-only: your Airflow role cannot edit this.",
+  kinds: { dag: "the DAG", connection: "the connection" } as Record<string, string>,
+  listSeparator: ", ",
+
+  // settings form
+  name: "Name",
+  contacts: "Contacts",
+  contactsHelp: "One e-mail address per line.",
+  emailLocale: "E-mail language",
+  locales: { ja: "Japanese", en: "English" } as Record<string, string>,
+  emailEnabled: "E-mails on",
+  save: "Save",
+  saving: "Saving…",
+  saved: (count: number) => `Saved (${count} ${plural(count, "change", "changes")}).`,
+  nothingChanged: "Nothing changed.",
+
+  // payment methods
+  paymentMethodsHidden: "Your Airflow role may not read the payment-method update job, so its list is not shown.",
+  noPaymentMethods: "No payment methods yet: the update job has not fetched them from KOMOJU.",
+  position: "Position",
+  paymentType: "Type",
+  currency: "Currency",
+  methodName: "Name",
+  subtypes: "Subtypes",
+  available: "Available",
+  shown: "Shown",
+  order: "Order",
+  moveUp: "Move up",
+  moveDown: "Move down",
+  yes: "yes",
+  no: "no",
+
+  // orders to settle, pending orders
+  orderNo: "Order no.",
+  status: "Status",
+  amount: "Amount",
+  komojuReason: "KOMOJU's reason",
+  recordedAt: "Recorded",
+  emailedAt: "E-mailed",
+  notEmailed: "not yet",
+  noneToSettle: "No orders to settle by hand.",
+  since: "Since",
+  komojuResponse: "KOMOJU's answer",
+  customerPage: "Customer page",
+  openCustomerPage: "Open",
+  nonePending: "No pending orders.",
+
+  // recent changes
+  when: "When",
+  who: "Who",
+  through: "Through",
+  channels: { page: "this page", cli: "CLI" } as Record<string, string>,
+  what: "What",
+  subject: "Subject",
+  beforeAfter: "Before → after",
+  actions: {
+    "komoju.payment_method.toggle": "Payment method",
+    "komoju.payment_method.move": "Payment method",
+    "komoju.site.update": "Site settings",
+  } as Record<string, string>,
+  fields: {
+    enabled: "Shown",
+    position: "Position",
+    name: "Name",
+    notify_emails: "Contacts",
+    email_locale: "E-mail language",
+    email_enabled: "E-mails on",
+    active: "Active",
+  } as Record<string, string>,
+  on: "on",
+  off: "off",
+  empty: "(empty)",
+  noChanges: "No changes yet.",
+
+  // the dag_run tab
+  runTitle: "KOMOJU results",
+  notKomojuDag: "This tab is for the KOMOJU cancel and refund DAGs; this run belongs to another DAG.",
+  noSitesInRun: "This run has no site tasks.",
+  site: "Site",
+  state: "State",
+  succeeded: "Succeeded",
+  pendingHeader: "Pending",
+  rejected: "Rejected",
+  failed: "Failed",
+  finalFailures: "Final failures",
+  notSent: "Not sent",
+  dryRun: "Dry run: nothing was sent to KOMOJU",
+  noSummary: "The task left no summary (it stopped before sending anything).",
+  email: "E-mail",
+  emailStates: {
+    sent: (recipients: number) => `sent to ${recipients} ${plural(recipients, "recipient", "recipients")}`,
+    not_sent: () => "not sent",
+    off: () => "e-mails are off for this site",
+    none: () => "nothing to report",
+  } as Record<string, (recipients: number) => string>,
+  failuresInRun: "Final failures in this run",
+
+  // the dashboard widget
+  dashboardSummary: (toSettle: number, pending: number) =>
+    `KOMOJU: ${toSettle} ${plural(toSettle, "order", "orders")} to settle by hand, ${pending} pending`,
+  dashboardSite: (toSettle: number, pending: number) => `${toSettle} to settle by hand, ${pending} pending`,
+  dashboardAllClear: "KOMOJU: no orders to settle by hand, none pending",
+  openKomojuPage: "Open the KOMOJU page",
+};
+
+export type Messages = typeof EN;
+
+const JA: Messages = {
+  title: "KOMOJU",
+  loading: "読み込み中…",
+  httpError: (status: number) => `KOMOJU API が説明なしで HTTP ${status} を返しました。`,
+  networkError: "KOMOJU API に接続できませんでした。",
+  runsUnknown: "Airflow の実行履歴を読み込めなかったため、最新の実行は表示していません。その他の情報は表示しています。",
+  noSites: "KOMOJU のサイトはまだ設定されていません。",
+  signedInAs: "ログイン中のユーザー",
+
+  siteId: "サイト ID",
+  connection: "KOMOJU 接続",
+  active: "有効",
+  inactive: "無効",
+  latestRuns: "最新の実行",
+  neverRan: "このサイトでは未実行",
+  noReadableJobs: "あなたの Airflow ロールでは KOMOJU のジョブを閲覧できません。",
+  orders: "注文",
+  job: "処理",
+  jobs: { payment_methods: "決済手段の更新", cancel: "キャンセル処理", refund: "返金処理" },
+  jobShort: { cancel: "キャンセル", refund: "返金" },
+  toSettleCount: (count: number) => `手動対応が必要な注文 ${count} 件`,
+  pendingCount: (count: number) => `KOMOJU 確認待ち ${count} 件`,
+  showDetails: "詳細を表示",
+  detailsShown: "下に詳細を表示中",
+  detailsOf: "詳細",
+
+  statuses: {
+    to_do: "未処理",
+    Cancelled: "キャンセル済み",
+    Refunded: "返金済み",
+    Pending: "処理中 (KOMOJU 確認待ち)",
+    Rejected: "拒否",
+    Failed: "失敗",
+    no_payment_id: "KOMOJU 決済 ID なし",
+  },
+
+  // The words Airflow's own Japanese UI uses for these states.
+  states: {
+    success: "成功",
+    failed: "失敗",
+    running: "実行中",
+    queued: "待機中",
+    up_for_retry: "再試行待ち",
+    upstream_failed: "上流が失敗",
+    skipped: "スキップ済",
+    scheduled: "スケジュール済",
+    deferred: "延期済",
+    removed: "削除済",
+    restarting: "再起動中",
+    up_for_reschedule: "リスケジュール待ち",
+    none: "ステータスなし",
+  },
+
+  tabs: {
+    settings: "設定",
+    paymentMethods: "決済手段",
+    toSettle: "手動対応",
+    pending: "確認待ち",
+    recentChanges: "変更履歴",
+  },
+
+  readOnly: (names: string) => `閲覧のみ: あなたの Airflow ロールでは ${names} を編集できません。`,
+  readOnlyNothingNamed: "閲覧のみ: あなたの Airflow ロールでは編集できません。",
+  kinds: { dag: "DAG", connection: "接続" },
+  listSeparator: "、",
+
+  name: "名前",
+  contacts: "連絡先",
+  contactsHelp: "メールアドレスを 1 行に 1 件ずつ入力します。",
+  emailLocale: "メールの言語",
+  locales: { ja: "日本語", en: "英語" },
+  emailEnabled: "メール送信",
+  save: "保存",
+  saving: "保存中…",
+  saved: (count: number) => `保存しました (${count} 件の変更)。`,
+  nothingChanged: "変更はありません。",
+
+  paymentMethodsHidden: "あなたの Airflow ロールでは決済手段の更新ジョブを閲覧できないため、一覧は表示していません。",
+  noPaymentMethods: "決済手段はまだありません: 更新ジョブが KOMOJU から取得していません。",
+  position: "順番",
+  paymentType: "種類",
+  currency: "通貨",
+  methodName: "名称",
+  subtypes: "サブタイプ",
+  available: "利用可能",
+  shown: "表示",
+  order: "並べ替え",
+  moveUp: "上へ移動",
+  moveDown: "下へ移動",
+  yes: "はい",
+  no: "いいえ",
+
+  orderNo: "注文番号",
+  status: "状態",
+  amount: "金額",
+  komojuReason: "KOMOJU からの理由",
+  recordedAt: "記録日時",
+  emailedAt: "メール送信日時",
+  notEmailed: "未送信",
+  noneToSettle: "手動対応が必要な注文はありません。",
+  since: "開始日時",
+  komojuResponse: "KOMOJU の応答",
+  customerPage: "お客様向けページ",
+  openCustomerPage: "開く",
+  nonePending: "確認待ちの注文はありません。",
+
+  when: "日時",
+  who: "変更者",
+  through: "経路",
+  channels: { page: "この画面", cli: "CLI" },
+  what: "内容",
+  subject: "対象",
+  beforeAfter: "変更前 → 変更後",
+  actions: {
+    "komoju.payment_method.toggle": "決済手段",
+    "komoju.payment_method.move": "決済手段",
+    "komoju.site.update": "サイト設定",
+  },
+  fields: {
+    enabled: "表示",
+    position: "順番",
+    name: "名前",
+    notify_emails: "連絡先",
+    email_locale: "メールの言語",
+    email_enabled: "メール送信",
+    active: "有効",
+  },
+  on: "オン",
+  off: "オフ",
+  empty: "(空)",
+  noChanges: "変更履歴はまだありません。",
+
+  runTitle: "KOMOJU の結果",
+  notKomojuDag: "このタブは KOMOJU のキャンセル・返金 DAG 用です。この実行は別の DAG のものです。",
+  noSitesInRun: "この実行にはサイトのタスクがありません。",
+  site: "サイト",
+  state: "状態",
+  succeeded: "成功",
+  pendingHeader: "確認待ち",
+  rejected: "拒否",
+  failed: "失敗",
+  finalFailures: "最終的な失敗",
+  notSent: "未送信",
+  dryRun: "ドライラン: KOMOJU には何も送信していません",
+  noSummary: "タスクが集計を残していません (送信前に停止しました)。",
+  email: "メール",
+  emailStates: {
+    sent: (recipients: number) => `${recipients} 名に送信済み`,
+    not_sent: () => "送信されていません",
+    off: () => "このサイトはメール送信がオフです",
+    none: () => "報告する内容なし",
+  },
+  failuresInRun: "この実行での最終的な失敗",
+
+  dashboardSummary: (toSettle: number, pending: number) =>
+    `KOMOJU: 手動対応が必要な注文 ${toSettle} 件、確認待ち ${pending} 件`,
+  dashboardSite: (toSettle: number, pending: number) => `手動対応 ${toSettle} 件、確認待ち ${pending} 件`,
+  dashboardAllClear: "KOMOJU: 手動対応が必要な注文も確認待ちの注文もありません",
+  openKomojuPage: "KOMOJU ページを開く",
+};
+
+export const MESSAGES = { en: EN, ja: JA } as const;
+
+export const isJapanese = (language: string): boolean => language.toLowerCase().startsWith("ja");
+
+export const messagesFor = (language: string): Messages => (isJapanese(language) ? JA : EN);
