@@ -79,7 +79,7 @@ def _xcom(run, task_id: str, key: str):
     return XComModel.deserialize_value(type("Row", (), {"value": value})())
 
 
-def test_only_sites_with_work_get_a_task_the_others_are_checked(db, komoju, smtp_sink, run_dag, caplog):
+def test_only_sites_with_work_get_a_task_the_others_are_checked(db, komoju, smtp_sink, run_dag, caplog, airflow_api):
     caplog.set_level("INFO", logger="komoju.tasks")
 
     first = run_dag("komoju_refund_process")
@@ -107,6 +107,12 @@ def test_only_sites_with_work_get_a_task_the_others_are_checked(db, komoju, smtp
     assert sorted(_xcom(second, "resolve_sites", "nothing_to_do")) == ALL
     assert _checks(db) == {site: (False, second.run_id) for site in ALL}
     assert len(smtp_sink.messages) == 1
+    # The KOMOJU view says when a run last looked at a site and found nothing to do.
+    overview = airflow_api.client.get("/komoju/api/overview", headers=airflow_api.tokens["viewer"]).json()
+    shown = {s["site_id"]: s["last_checked"]["refund"] for s in overview["sites"] if s["site_id"] in ALL}
+    assert {site: (check["had_work"], check["run_id"]) for site, check in shown.items()} == {
+        site: (False, second.run_id) for site in ALL
+    }
 
     named = run_dag("komoju_refund_process", site_ids=[DONE.site_id, EMPTY.site_id])
 
