@@ -14,7 +14,7 @@ help:
 	@echo "make test         ruff, then the whole test suite (sets up .venv and finds or starts PostgreSQL)"
 	@echo "make test-reliability  the slower reliability suite (crashes, concurrent runs, faults; docs/reliability.md)"
 	@echo "make test-deploy  the deployment runs: the cancel DAG under CeleryExecutor, the init (tests/deploy; docs/deploy.md)"
-	@echo "make bench        the throughput/memory/parse benchmark (bench/run.py)"
+	@echo "make bench        the parse/throughput/memory/idle-and-scale benchmark (bench/run.py; docs/performance.md)"
 	@echo "make install      create .venv and install the pinned requirements and this package (editable)"
 	@echo "make lint         ruff check"
 	@echo "make format       ruff format + ruff check --fix"

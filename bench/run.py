@@ -8,8 +8,13 @@ site run in a fresh Python process (``KomojuRefundOrdersOperator(...).execute(..
 must be ``Refunded``, no other site touched, one succeeded attempt per order, and the emulator's ledger must show
 exactly one refund effect per order: otherwise the benchmark fails.
 
+The "idle and scale" section (issue 15) runs the whole refund DAG with ``airflow dags test`` for 100 sites of which 3
+have work, mapping every site (``KOMOJU_MAP_ALL_SITES=1``, the behaviour before) and only those with work, and then
+``python -m komoju db clean --yes`` over 1,000,000 attempts while a refund run works beside it.
+
     .venv/bin/python bench/run.py                      # defaults: N=2000, S=3, L=20 ms, C=8, + memory + parse
     .venv/bin/python bench/run.py --skip-memory        # quick: throughput and parse tables only
+    .venv/bin/python bench/run.py --skip-parse --skip-throughput --skip-memory   # the idle and scale section only
     make bench BENCH_ARGS="--orders 5000 --concurrency 16"
 """
 
@@ -20,8 +25,10 @@ import datetime as dt
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -50,6 +57,7 @@ TARGET_SPEEDUP = 6.0
 TARGET_MEMORY_RATIO = 1.5
 TARGET_PARSE_S = 0.100
 TARGET_PARSE_VS_EMPTY = 2.0
+AIRFLOW_BIN = str(Path(sys.executable).with_name("airflow"))
 
 EMPTY_DAG = '''"""The smallest useful DAG: one task, no imports beyond Airflow's (the benchmark's parse baseline)."""
 
@@ -584,6 +592,374 @@ def parse_table(parsed: dict[str, Any]) -> tuple[str, list[tuple[str, float, boo
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Idle and scale (issue 15): 100 sites of which 3 have work; the clean over 1,000,000 attempts
+# ---------------------------------------------------------------------------------------------------------------
+
+# S sites; every site holds D orders refunded long ago (the partial index skips them), the busy ones N eligible orders
+# more. Payment ids: "idle" + 3-digit site + 18-digit order (25 characters, as KOMOJU's).
+IDLE_SEED_SQL = """
+INSERT INTO komoju.site (site_id, name, komoju_conn_id)
+SELECT 'site' || lpad(s::text, 3, '0'), 'Benchmark site ' || s, 'komoju_default'
+FROM generate_series(1, %(sites)s) AS s;
+
+INSERT INTO komoju.orders
+    (site_id, order_no, status, payment_status, payment_method, komoju_payment_id, total_gross_price, currency,
+     komoju_refund_status, komoju_refund_response)
+SELECT 'site' || lpad(s::text, 3, '0'), 'D' || lpad(i::text, 9, '0'), 'cancelled', 'paid', 'KOMOJU_HOSTED_PAGE',
+       'done' || lpad(s::text, 3, '0') || lpad(i::text, 18, '0'), 1000, 'JPY', 'Refunded', 'refunded long ago'
+FROM generate_series(1, %(sites)s) AS s, generate_series(1, %(done)s) AS i;
+
+INSERT INTO komoju.orders
+    (site_id, order_no, status, payment_status, payment_method, komoju_payment_id, total_gross_price, currency)
+SELECT 'site' || lpad(s::text, 3, '0'), 'B' || lpad(i::text, 9, '0'), 'cancelled', 'paid', 'KOMOJU_HOSTED_PAGE',
+       'idle' || lpad(s::text, 3, '0') || lpad(i::text, 18, '0'), 1000, 'JPY'
+FROM unnest(%(busy)s::int[]) AS s, generate_series(1, %(orders)s) AS i;
+
+ANALYZE komoju.orders;
+"""
+
+# A year of history: A refund orders over the sites, one attempt each, finished 100 to 399 days ago except every
+# tenth (i % 10 = 5: ten days ago, kept); every hundredth order Rejected with its final failure e-mailed (sent) at
+# the same age, one e-mail each. All of it may go at --older-than 90 but the recent tenth.
+HISTORY_SEED_SQL = """
+INSERT INTO komoju.orders
+    (site_id, order_no, status, payment_status, payment_method, komoju_payment_id, total_gross_price, currency,
+     komoju_refund_status, komoju_refund_response)
+SELECT 'site' || lpad((1 + i %% %(sites)s)::text, 3, '0'), 'H' || lpad(i::text, 9, '0'), 'cancelled', 'paid',
+       'KOMOJU_HOSTED_PAGE', 'hist' || lpad(i::text, 21, '0'), 1000, 'JPY',
+       CASE WHEN i %% 100 = 0 THEN 'Rejected' ELSE 'Refunded' END, 'history'
+FROM generate_series(1, %(attempts)s) AS i;
+
+INSERT INTO komoju.attempt
+    (job, site_id, order_no, attempt_no, komoju_payment_id, idempotency_key, run_id, started_at, last_tried_at,
+     last_run_id, finished_at, outcome, http_status, response)
+SELECT 'refund', 'site' || lpad((1 + i %% %(sites)s)::text, 3, '0'), 'H' || lpad(i::text, 9, '0'), 1,
+       'hist' || lpad(i::text, 21, '0'), 'komoju-airflow-refund-bench-' || i, 'history', at, at, 'history', at,
+       CASE WHEN i %% 100 = 0 THEN 'rejected' ELSE 'succeeded' END, CASE WHEN i %% 100 = 0 THEN 422 ELSE 200 END,
+       'history'
+FROM (SELECT i, CASE WHEN i %% 10 = 5 THEN now() - interval '10 days'
+                     ELSE now() - (100 + i %% 300) * interval '1 day' END AS at
+      FROM generate_series(1, %(attempts)s) AS i) AS g;
+
+INSERT INTO komoju.notification (notification_id, job, site_id, recipients, subject, message_id, run_id, created_at,
+                                 sent_at)
+SELECT i / 100, 'refund', 'site' || lpad((1 + i %% %(sites)s)::text, 3, '0'), '{ops@example.com}', 'history',
+       '<history.' || i || '@bench>', 'history', now() - (100 + i %% 300) * interval '1 day',
+       now() - (100 + i %% 300) * interval '1 day'
+FROM generate_series(100, %(attempts)s, 100) AS i;
+
+SELECT setval('komoju.notification_notification_id_seq', (SELECT max(notification_id) FROM komoju.notification));
+
+INSERT INTO komoju.final_failure (job, site_id, order_no, attempt_no, komoju_payment_id, status, reason, amount,
+                                  currency, recorded_at, notification_id)
+SELECT 'refund', 'site' || lpad((1 + i %% %(sites)s)::text, 3, '0'), 'H' || lpad(i::text, 9, '0'), 1,
+       'hist' || lpad(i::text, 21, '0'), 'Rejected', 'history', 1000, 'JPY',
+       now() - (100 + i %% 300) * interval '1 day', i / 100
+FROM generate_series(100, %(attempts)s, 100) AS i;
+
+ANALYZE komoju.orders, komoju.attempt, komoju.final_failure, komoju.notification;
+"""
+
+
+def _ledger_time(value: str) -> dt.datetime:
+    """An emulator ledger time (ISO 8601, ``Z``) as an aware datetime."""
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def busy_sites(sites: int, busy: int) -> list[int]:
+    """``busy`` site numbers spread over 1..``sites`` (the first, the last, and evenly between)."""
+    if busy <= 1:
+        return [1][:busy]
+    return sorted({round(1 + k * (sites - 1) / (busy - 1)) for k in range(busy)})
+
+
+def idle_site_id(number: int) -> str:
+    return f"site{number:03d}"
+
+
+def idle_payment_id(site: int, order: int) -> str:
+    return f"idle{site:03d}{order:018d}"
+
+
+@contextmanager
+def idle_database(pg: localpg.PgServer, *, sites: int, busy: list[int], orders: int, done: int,
+                  history: int = 0) -> Iterator[str]:  # fmt: skip
+    """A new database: ``sites`` sites with ``done`` refunded orders each, ``orders`` eligible ones on the ``busy``
+    sites, and ``history`` finished attempts (with their orders, e-mailed final failures) when asked."""
+    from komoju import migrations
+
+    name = pg.create_database(prefix="komoju_bench")
+    try:
+        conn = pg.connect(name)
+        try:
+            migrations.upgrade(conn)
+            with conn.cursor() as cur:
+                cur.execute(IDLE_SEED_SQL, {"sites": sites, "busy": busy, "orders": orders, "done": done})
+                if history:
+                    cur.execute(HISTORY_SEED_SQL, {"sites": sites, "attempts": history})
+            conn.commit()
+        finally:
+            conn.close()
+        yield name
+    finally:
+        pg.drop_database(name)
+
+
+@contextmanager
+def idle_emulator(*, latency_ms: float, busy: list[int], orders: int) -> Iterator[EmulatorServer]:
+    """The emulator holding one captured payment per eligible order of the busy sites."""
+    scenario = {
+        "description": "komoju-airflow benchmark: idle and scale",
+        "seed": 15,
+        "settings": {"latency_ms": latency_ms, "jitter_ms": 0},
+        "faults": [],
+        "merchants": [{"id": MERCHANT_ID, "keys": [SECRET_KEY], "payment_methods": []}],
+    }
+    with EmulatorServer(scenario, mode="subprocess") as server:
+        payments = [
+            {"id": idle_payment_id(s, i), "status": "captured", "amount": 1000, "currency": "JPY"}
+            for s in busy
+            for i in range(1, orders + 1)
+        ]
+        for start in range(0, len(payments), PAYMENT_CHUNK):
+            server.add_payments(MERCHANT_ID, payments[start : start + PAYMENT_CHUNK])
+        yield server
+
+
+def migrate_airflow_home(env: dict[str, str]) -> None:
+    """``airflow db migrate`` of the benchmark's Airflow home (quick when it is up to date)."""
+    log = LOCAL / "logs" / "airflow-db-migrate.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as out:
+        done = subprocess.run([AIRFLOW_BIN, "db", "migrate"], env=env, cwd=PROJECT_ROOT, stdout=out,
+                              stderr=subprocess.STDOUT, timeout=600, check=False)  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"airflow db migrate failed (exit {done.returncode}); log {log}")
+
+
+@dataclass
+class DagRun:
+    """One ``airflow dags test`` of the refund DAG, measured from outside."""
+
+    label: str
+    wall_s: float
+    cpu_s: float  # user + system CPU of the process and everything it started and waited for
+    peak_rss_kib: int
+    state: str
+    tasks: dict[str, int]  # task instances by state
+    site_tasks: int  # refund_site instances that ran
+
+
+def run_dags_test(env: dict[str, str], conf: dict[str, Any], label: str, timeout: float = 900.0) -> DagRun:
+    """``airflow dags test komoju_refund_process -c CONF`` in a new process: wall time, CPU of its process tree
+    (``wait4``), and its task instances read back from the Airflow metadata database."""
+    log = LOCAL / "logs" / f"dags-test-{label}.log"
+    started = time.monotonic()
+    with log.open("w") as out:
+        proc = subprocess.Popen([AIRFLOW_BIN, "dags", "test", "komoju_refund_process", "-c", json.dumps(conf)],
+                                env=env, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        watchdog = threading.Timer(timeout, proc.kill)
+        watchdog.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            watchdog.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.monotonic() - started
+    database = Path(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///"))
+    metadata = sqlite3.connect(database)
+    try:
+        run_id, state = metadata.execute(
+            "SELECT run_id, state FROM dag_run WHERE dag_id = 'komoju_refund_process' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        rows = metadata.execute(
+            "SELECT task_id, map_index, state FROM task_instance WHERE dag_id = 'komoju_refund_process' AND run_id = ?",
+            (run_id,),
+        ).fetchall()
+    finally:
+        metadata.close()
+    tasks = dict(Counter(str(state) for _, _, state in rows))
+    site_tasks = sum(1 for task_id, index, s in rows if task_id == "refund_site" and index >= 0 and s == "success")
+    if proc.returncode != 0 or state != "success":
+        raise WrongWork(f"airflow dags test ({label}) exited {proc.returncode}, run {state}; log {log}")
+    return DagRun(label, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, state, tasks, site_tasks)
+
+
+def executed(run: DagRun) -> int:
+    """Task instances that ran (not skipped, not removed)."""
+    return sum(n for state, n in run.tasks.items() if state in ("success", "failed", "up_for_retry"))
+
+
+def verify_refunds(pg: localpg.PgServer, database: str, komoju: EmulatorServer, busy: list[int], orders: int) -> None:
+    """Every eligible order of the busy sites Refunded with exactly one refund at KOMOJU; nothing else refunded."""
+    conn = pg.connect(database)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT count(*) FILTER (WHERE komoju_refund_status = 'Refunded'), count(*) FROM komoju.orders"
+                " WHERE order_no LIKE 'B%'"
+            )
+            refunded, eligible = cur.fetchone()
+            cur.execute("SELECT count(*) FROM komoju.attempt WHERE run_id <> 'history' AND outcome = 'succeeded'")
+            (succeeded,) = cur.fetchone()
+    finally:
+        conn.close()
+    effects = Counter(e["payment_id"] for e in komoju.ledger() if e["type"] == "effect")
+    expected = {idle_payment_id(s, i) for s in busy for i in range(1, orders + 1)}
+    problems = []
+    if (refunded, eligible, succeeded) != (len(expected),) * 3:
+        problems.append(f"{refunded} of {eligible} eligible orders Refunded, {succeeded} succeeded attempts "
+                        f"(expected {len(expected)} each)")  # fmt: skip
+    if set(effects) != expected or any(n != 1 for n in effects.values()):
+        problems.append(f"{len(effects)} payments refunded at KOMOJU, {sum(effects.values())} effects "
+                        f"(expected exactly one for each of {len(expected)})")  # fmt: skip
+    if problems:
+        raise WrongWork("The idle benchmark run did the wrong work:\n  " + "\n  ".join(problems))
+
+
+def idle_table(runs: list[DagRun]) -> str:
+    headers = ["run", "per-site tasks", "task instances run", "skipped", "wall s", "CPU s (process tree)",
+               "peak RSS MiB"]  # fmt: skip
+    rows = [
+        [run.label, str(run.site_tasks), str(executed(run)), str(run.tasks.get("skipped", 0)), f"{run.wall_s:.1f}",
+         f"{run.cpu_s:.1f}", mib(run.peak_rss_kib)]
+        for run in runs
+    ]  # fmt: skip
+    return table(headers, rows)
+
+
+def idle_phase(pg: localpg.PgServer, args: argparse.Namespace, checks: Checks, raw: dict[str, Any]) -> None:
+    """Table 4: one refund DAG run for S sites of which B have work, every site mapped (as before issue 15) and
+    only the sites with work; a run where no site has work; then the clean over A attempts beside a refund run."""
+    busy = busy_sites(args.idle_sites, args.idle_busy)
+    print(f"\n[4/4] Idle and scale: the refund DAG (airflow dags test) for {args.idle_sites} sites, {len(busy)} with "
+          f"{args.idle_orders} eligible orders each; then db clean over {args.clean_attempts} attempts")  # fmt: skip
+    phase = time.monotonic()
+    base_env = airflow_environment()
+    migrate_airflow_home(base_env)
+    runs: list[DagRun] = []
+    variants = (
+        ("every site mapped (KOMOJU_MAP_ALL_SITES=1, before)", {"KOMOJU_MAP_ALL_SITES": "1"}, True),
+        ("only sites with work (after)", {}, True),
+        ("no site has work (after)", {}, False),
+    )
+    for label, extra, work in variants:
+        with (
+            idle_database(pg, sites=args.idle_sites, busy=busy if work else [], orders=args.idle_orders,
+                          done=args.idle_done) as database,
+            idle_emulator(latency_ms=args.latency_ms, busy=busy, orders=args.idle_orders) as komoju,
+        ):  # fmt: skip
+            env = airflow_environment(
+                {
+                    "komoju_postgres": pg.airflow_connection(database),
+                    "komoju_default": {"conn_type": "komoju", "host": komoju.base_url, "password": SECRET_KEY},
+                }
+            )
+            env.update(extra)
+            run = run_dags_test(env, {}, label.split(" (")[0].replace(" ", "-"))
+            run.label = label
+            if work:
+                verify_refunds(pg, database, komoju, busy, args.idle_orders)
+            runs.append(run)
+            print(f"  {label}: {run.site_tasks} per-site tasks, {executed(run)} task instances run, "
+                  f"{run.wall_s:.1f} s, {run.cpu_s:.1f} CPU s", flush=True)  # fmt: skip
+    before, after, none = runs
+    print(f"\nOne refund run, {args.idle_sites} sites, {len(busy)} with work ({time.monotonic() - phase:.0f} s, "
+          f"load average {_load()}):")  # fmt: skip
+    print(idle_table(runs))
+    saved = executed(before) - executed(after)
+    if saved:
+        print(f"  per task instance saved: {(before.cpu_s - after.cpu_s) / saved:.2f} CPU s, "
+              f"{(before.wall_s - after.wall_s) / saved:.2f} s wall (in one `airflow dags test` process; a "
+              "deployment's executor also starts a process per task instance)")  # fmt: skip
+    checks.append((f"per-site tasks with {len(busy)} of {args.idle_sites} sites busy", after.site_tasks == len(busy),
+                   f"{after.site_tasks} (before: {before.site_tasks})"))  # fmt: skip
+    checks.append(("per-site tasks when no site has work", none.site_tasks == 0, str(none.site_tasks)))
+    raw["idle"] = [run.__dict__ for run in runs]
+    clean_concurrent(pg, args, busy, checks, raw)
+
+
+def clean_concurrent(pg: localpg.PgServer, args: argparse.Namespace, busy: list[int], checks: Checks,
+                     raw: dict[str, Any]) -> None:  # fmt: skip
+    """``python -m komoju db clean --older-than 90 --yes`` over A attempts, started once the refund run beside it
+    sent its first refund; both must end well: the run's orders refunded exactly once, the clean's counts exact."""
+    attempts = args.clean_attempts
+    print(f"\n  seeding {attempts} finished attempts (with their orders, 1 % Rejected and e-mailed) ...", flush=True)
+    seeded = time.monotonic()
+    with (
+        idle_database(pg, sites=args.idle_sites, busy=busy, orders=args.clean_job_orders, done=0,
+                      history=attempts) as database,
+        idle_emulator(latency_ms=args.clean_job_latency_ms, busy=busy, orders=args.clean_job_orders) as komoju,
+    ):  # fmt: skip
+        print(f"  seeded in {time.monotonic() - seeded:.0f} s", flush=True)
+        env = airflow_environment(
+            {
+                "komoju_postgres": pg.airflow_connection(database),
+                "komoju_default": {"conn_type": "komoju", "host": komoju.base_url, "password": SECRET_KEY,
+                                   "extra": {"max_concurrency": args.clean_job_concurrency}},
+            }
+        )  # fmt: skip
+        job: dict[str, Any] = {}
+
+        def refund_run() -> None:
+            try:
+                job["run"] = run_dags_test(env, {}, "beside-clean")
+            except BaseException as exc:  # reported below
+                job["error"] = exc
+
+        runner = threading.Thread(target=refund_run, name="refund-run")
+        runner.start()
+        deadline = time.monotonic() + 300
+        while not any(e["type"] == "effect" for e in komoju.ledger()):
+            if not runner.is_alive() or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)  # polling the emulator's ledger until the run's first refund (with a deadline)
+        clean_log = LOCAL / "logs" / "db-clean.log"
+        started, clean_from = time.monotonic(), dt.datetime.now(dt.UTC)
+        done = subprocess.run([sys.executable, "-m", "komoju", "db", "clean", "--older-than", "90", "--yes"],
+                              env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=3600,
+                              check=False)  # fmt: skip
+        clean_to = dt.datetime.now(dt.UTC)
+        clean_s = time.monotonic() - started
+        clean_log.write_text(done.stdout + done.stderr)
+        runner.join(900)
+        effects = [e for e in komoju.ledger() if e["type"] == "effect"]
+        if done.returncode != 0:
+            raise WrongWork(f"db clean exited {done.returncode}; log {clean_log}")
+        if "error" in job:
+            raise WrongWork(f"the refund run beside the clean failed: {job['error']}")
+        verify_refunds(pg, database, komoju, busy, args.clean_job_orders)
+        conn = pg.connect(database)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT count(*) FILTER (WHERE run_id = 'history'), count(*) FROM komoju.attempt")
+                history_left, attempts_left = cur.fetchone()
+                cur.execute("SELECT count(*) FROM komoju.final_failure")
+                (failures_left,) = cur.fetchone()
+        finally:
+            conn.close()
+    kept = attempts // 10  # the recent tenth
+    during = [e for e in effects if clean_from <= _ledger_time(e["time"]) <= clean_to]
+    after_clean = len(during)
+    run = job["run"]
+    print(f"\nThe clean over {attempts} attempts, beside a refund run ({len(busy)} sites x {args.clean_job_orders} "
+          f"orders, L = {args.clean_job_latency_ms:g} ms, C = {args.clean_job_concurrency}):")  # fmt: skip
+    print("\n".join("    " + line for line in done.stdout.splitlines()))
+    print(f"  clean: {clean_s:.1f} s wall; history attempts left {history_left} (expected {kept}), final failures "
+          f"left {failures_left} (expected 0)")  # fmt: skip
+    print(f"  refund run beside it: {run.state}, {run.site_tasks} per-site tasks, {len(effects)} refunds (exactly "
+          f"one per order), {after_clean} of them made while the clean ran ({clean_from:%H:%M:%S}-{clean_to:%H:%M:%S}"
+          f" UTC), wall {run.wall_s:.1f} s")  # fmt: skip
+    checks.append(("db clean removed exactly the old finished attempts", history_left == kept and failures_left == 0,
+                   f"{attempts - history_left} removed, {history_left} kept in {clean_s:.1f} s"))  # fmt: skip
+    checks.append(("refund run beside the clean unharmed", run.state == "success" and after_clean > 0,
+                   f"{len(effects)} refunds, {after_clean} during the clean"))  # fmt: skip
+    raw["clean"] = {"attempts": attempts, "seconds": clean_s, "history_left": history_left,
+                    "attempts_left": attempts_left, "output": done.stdout, "job": run.__dict__,
+                    "refunds_during_clean": after_clean}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -605,6 +981,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--memory-orders", type=int, nargs=2, default=[1000, 100_000], metavar=("SMALL", "LARGE"),
                         help="eligible orders of the two memory runs (default 1000 100000)")  # fmt: skip
     parser.add_argument("--skip-parse", action="store_true", help="skip the DAG parse table")
+    parser.add_argument("--skip-idle", action="store_true", help="skip the idle and scale section (~5 min here)")
+    parser.add_argument("--idle-sites", type=int, default=100, help="sites of the idle runs (default 100)")
+    parser.add_argument("--idle-busy", type=int, default=3, help="of which with work (default 3)")
+    parser.add_argument("--idle-orders", type=int, default=20, help="eligible orders per busy site (default 20)")
+    parser.add_argument("--idle-done", type=int, default=100, help="refunded orders per site (default 100)")
+    parser.add_argument(
+        "--clean-attempts", type=int, default=1_000_000, help="finished attempts the clean looks at (default 1000000)"
+    )
+    parser.add_argument(
+        "--clean-job-orders",
+        type=int,
+        default=300,
+        help="eligible orders per busy site of the refund run beside the clean (default 300)",
+    )
+    parser.add_argument(
+        "--clean-job-latency-ms",
+        type=float,
+        default=100.0,
+        help="emulator latency for the run beside the clean, so it lasts (default 100)",
+    )
+    parser.add_argument("--clean-job-concurrency", type=int, default=2,
+                        help="max_concurrency of the run beside the clean (default 2)")  # fmt: skip
     parser.add_argument("--parse-repeats", type=int, default=21, help="timed parses per DAG file (default 21)")
     parser.add_argument("--json", type=Path, default=LOCAL / "last.json", help="where to save the raw results")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is not met")
@@ -632,7 +1030,7 @@ Checks = list[tuple[str, bool, str]]
 
 def throughput_phase(pg: localpg.PgServer, args: argparse.Namespace, checks: Checks, raw: dict[str, Any]) -> None:
     """Table 1: the refund job at C and at C=1, N orders, latency L."""
-    print(f"\n[2/3] Throughput: refund job for 1 of {args.sites} sites, {args.orders} eligible orders each")
+    print(f"\n[2/4] Throughput: refund job for 1 of {args.sites} sites, {args.orders} eligible orders each")
     phase = time.monotonic()
     concurrencies = [args.concurrency] + ([] if args.skip_sequential or args.concurrency == 1 else [1])
     runs: dict[int, list[JobRun]] = {c: [] for c in concurrencies}
@@ -674,7 +1072,7 @@ def throughput_phase(pg: localpg.PgServer, args: argparse.Namespace, checks: Che
 def memory_phase(pg: localpg.PgServer, args: argparse.Namespace, checks: Checks, raw: dict[str, Any]) -> None:
     """Table 2: peak RSS of a run with SMALL and with LARGE eligible orders for one site, L=0."""
     small, large = args.memory_orders
-    print(f"\n[3/3] Memory: {small} vs {large} eligible orders for one site, L=0, C={args.concurrency}")
+    print(f"\n[3/4] Memory: {small} vs {large} eligible orders for one site, L=0, C={args.concurrency}")
     phase = time.monotonic()
     memory = [
         measure_job(
@@ -700,7 +1098,7 @@ def memory_phase(pg: localpg.PgServer, args: argparse.Namespace, checks: Checks,
 
 def parse_phase(args: argparse.Namespace, checks: Checks, raw: dict[str, Any]) -> None:
     """Table 3: each DAG file's parse time next to an empty DAG's and an Airflow-only DAG of the same shape."""
-    print(f"\n[1/3] DAG parse: DagBag(dag_folder=<file>), {args.parse_repeats} timed parses per file")
+    print(f"\n[1/4] DAG parse: DagBag(dag_folder=<file>), {args.parse_repeats} timed parses per file")
     phase = time.monotonic()
     folder = LOCAL / "empty_dag"
     shutil.rmtree(folder, ignore_errors=True)
@@ -743,14 +1141,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"komoju-airflow benchmark on {os.cpu_count()} CPUs, load average {_load()} at start")
     if not args.skip_parse:  # first, while the machine is quiet: the other phases keep both cores busy
         parse_phase(args, checks, raw)
-    if not (args.skip_throughput and args.skip_memory):
+    if not (args.skip_throughput and args.skip_memory and args.skip_idle):
         with postgres() as pg:
             print(f"PostgreSQL: {pg.origin}")
             if not args.skip_throughput:
                 throughput_phase(pg, args, checks, raw)
             if not args.skip_memory:
                 memory_phase(pg, args, checks, raw)
-    print(f"\nTargets (issue 6), total time {time.monotonic() - begun:.0f} s, load average {_load()} at the end:")
+            if not args.skip_idle:
+                idle_phase(pg, args, checks, raw)
+    print(
+        f"\nTargets (issues 6 and 15), total time {time.monotonic() - begun:.0f} s, load average {_load()} at the end:"
+    )
     for name, met, value in checks:
         print(f"  {verdict(met):<8} {name}: {value}")
     raw["checks"] = [{"name": n, "met": m, "value": v} for n, m, v in checks]

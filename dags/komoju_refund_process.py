@@ -17,9 +17,12 @@ Every refund carries an idempotency key stored before the call: a retry, a task 
 never refunds twice.
 
 **Per site**: one mapped task per site (labelled with the site id), with its own retries. Retry or clear one site
-without touching the others. A site whose KOMOJU key is refused fails at once, changing nothing.
+without touching the others. A site whose KOMOJU key is refused fails at once, changing nothing. Only the sites
+with work get a task (eligible orders, open or Pending attempts, failure e-mails to send); `resolve_sites` logs the
+others as checked with nothing to do. A site named in *site_ids* always gets its task.
 
-**Run state**: the run fails when a site failed (its e-mails still go out) or the site list is invalid.
+**Run state**: the run fails when a site failed (its e-mails still go out) or the site list is invalid. A run
+in which no site has work runs no site task (*skipped*) and succeeds.
 
 **E-mail**: orders given up on (`Rejected`, or `Failed` for good) are e-mailed once to the site's contacts
 (`komoju.site.notify_emails`, in its `email_locale`), asking to settle them in the KOMOJU dashboard.
@@ -49,7 +52,7 @@ from komoju.tasks import prepare_failure_emails, resolve_sites
     tags=[*dag_support.TAGS, "refund"],
 )
 def komoju_refund_process():
-    sites = resolve_sites()
+    sites = resolve_sites(job="refund")  # only the sites with work (or named in site_ids)
     refunded = KomojuRefundOrdersOperator.partial(
         task_id="refund_site",
         map_index_template="{{ task.site_id }}",

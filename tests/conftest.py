@@ -56,6 +56,7 @@ from devtools.smtp_sink import SmtpSink  # noqa: E402
 # Every table integrators and jobs write; emptied before each test that uses ``db``.
 TRUNCATE_KOMOJU_TABLES = (
     "TRUNCATE komoju.final_failure, komoju.customer_link, komoju.notification, komoju.attempt, komoju.setting_change,"
+    " komoju.site_check,"
     " komoju.payment_method, komoju.orders, komoju.site RESTART IDENTITY CASCADE"
 )
 

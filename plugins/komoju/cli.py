@@ -2,6 +2,8 @@
 
     python -m komoju db upgrade                                   apply pending schema migrations
     python -m komoju db status                                    list migrations, applied or pending
+    python -m komoju db clean [--older-than DAYS] [--yes]         bookkeeping of finished orders older than DAYS
+                                                                  (90): what would go (dry run), or delete it
     python -m komoju payment-methods list    --site S [--json]     the site's methods, in display order
     python -m komoju payment-methods enable  --site S TYPE CUR     switch a method on
     python -m komoju payment-methods disable --site S TYPE CUR     switch a method off
@@ -23,7 +25,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from komoju import access, audit, db, migrations, store
+from komoju import access, audit, db, migrations, retention, store
 from komoju.money import format_amount
 
 
@@ -61,6 +63,28 @@ def _parser() -> argparse.ArgumentParser:
     db_commands = commands.add_parser("db", help="the komoju schema").add_subparsers(required=True, metavar="ACTION")
     action(db_commands, "upgrade", _db_upgrade, "apply pending migrations (idempotent, safe to run concurrently)")
     action(db_commands, "status", _db_status, "list migrations and whether each is applied")
+    clean = action(
+        db_commands,
+        "clean",
+        _db_clean,
+        "remove the bookkeeping (attempts, sent e-mails with their final failures and customer links) of finished "
+        "orders older than DAYS; a dry run unless --yes. Never removes an open or Pending attempt, anything of an "
+        "order a job would still work on, or a final failure not yet e-mailed; keeps komoju.setting_change.",
+    )
+    clean.add_argument(
+        "--older-than",
+        type=int,
+        default=retention.DEFAULT_OLDER_THAN_DAYS,
+        metavar="DAYS",
+        help="age in days of what may go (default: %(default)s; at least 2)",
+    )
+    clean.add_argument("--yes", action="store_true", help="delete (without it: only print what would go)")
+    clean.add_argument(
+        "--batch-size",
+        type=int,
+        default=retention.DEFAULT_BATCH_SIZE,
+        help="rows looked at per transaction (default: %(default)s)",
+    )
 
     methods = commands.add_parser("payment-methods", help="a site's payment methods").add_subparsers(
         required=True, metavar="ACTION"
@@ -134,6 +158,20 @@ def _db_status(args: argparse.Namespace) -> int:
             print(f"{state.migration.label:<40} {when}")
         pending = sum(1 for s in states if s.applied_at is None)
         print(f"{len(states) - pending} applied, {pending} pending")
+        return 0
+
+    return _with_db(args, work)
+
+
+def _db_clean(args: argparse.Namespace) -> int:
+    def work(conn: Any) -> int:
+        def progress(line: str) -> None:
+            print(line, file=sys.stderr, flush=True)
+
+        report = retention.clean(
+            conn, older_than_days=args.older_than, delete=args.yes, batch_size=args.batch_size, progress=progress
+        )
+        print("\n".join(report.lines()))
         return 0
 
     return _with_db(args, work)

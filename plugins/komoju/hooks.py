@@ -28,7 +28,7 @@ from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
 from requests.adapters import HTTPAdapter
 
-from komoju import __version__
+from komoju import __version__, metrics
 from komoju.errors import KomojuAPIError
 from komoju.text import sanitise
 
@@ -103,7 +103,11 @@ class KomojuHook(BaseHook):
     most ``rate_limit`` requests per second (extra; unset: no limit), and after a ``429`` no thread sends
     anything until its ``Retry-After`` (or back-off) has passed.
 
+    Every HTTP attempt is counted, when ``metrics_for`` names the job and site the calls are made for, in
+    Airflow's metrics layer (:mod:`komoju.metrics`): ``komoju.calls.<class>`` and the ``komoju.call_latency`` timer.
+
     :param komoju_conn_id: the Airflow connection holding the KOMOJU secret key.
+    :param metrics_for: ``(job, site_id)`` to count the calls for; None: no metrics.
     """
 
     conn_name_attr = "komoju_conn_id"
@@ -128,9 +132,11 @@ class KomojuHook(BaseHook):
         max_concurrency: int | None = None,
         rate_limit: float | None = None,
         pending_limit_days: float | None = None,
+        metrics_for: tuple[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.komoju_conn_id = komoju_conn_id
+        self.metrics_for = metrics_for
         self._overrides: dict[str, Any] = {
             "connect_timeout": connect_timeout,
             "read_timeout": read_timeout,
@@ -396,6 +402,7 @@ class KomojuHook(BaseHook):
             )
         except requests.RequestException as exc:
             elapsed_ms = (time.monotonic() - started) * 1000
+            self._count_call(None, elapsed_ms)
             self.log.info(
                 "KOMOJU %s %s: %s after %.0f ms (attempt %d of %d)",
                 method,
@@ -407,6 +414,7 @@ class KomojuHook(BaseHook):
             )
             raise self._transport_error(method, path, exc) from None
         elapsed_ms = (time.monotonic() - started) * 1000
+        self._count_call(response.status_code, elapsed_ms)
         routine = 200 <= response.status_code < 300 and attempt == 1  # thousands per run: the database records them
         self.log.log(
             logging.DEBUG if routine else logging.INFO,
@@ -419,6 +427,16 @@ class KomojuHook(BaseHook):
             total,
         )
         return response
+
+    def _count_call(self, http_status: int | None, elapsed_ms: float) -> None:
+        """One HTTP attempt in the metrics: its class, and its latency when KOMOJU answered (a transport error's time
+        is the timeout or the failure, not KOMOJU's)."""
+        if self.metrics_for is None:
+            return
+        job, site_id = self.metrics_for
+        metrics.incr(f"komoju.calls.{metrics.call_class(http_status)}", job, site_id)
+        if http_status is not None:
+            metrics.timing("komoju.call_latency", job, site_id, elapsed_ms)
 
     def _check_response(self, method: str, path: str, response: requests.Response) -> Any:
         """Return the JSON body of a 2xx answer; raise KomojuAPIError for anything else."""

@@ -138,6 +138,7 @@ class KomojuFailureEmailOperator(EmailOperator):
 
     :param notification_id: the prepared e-mail (``komoju.notification``).
     :param site_id: for the task label.
+    :param job: the job whose failures it reports, for the ``komoju.emails.sent`` metric.
     :param text_content: the plain-text part (the HTML one is ``html_content``).
     """
 
@@ -148,6 +149,7 @@ class KomojuFailureEmailOperator(EmailOperator):
         *,
         notification_id: int,
         site_id: str,
+        job: str | None = None,
         text_content: str | None = None,
         postgres_conn_id: str = db.DEFAULT_CONN_ID,
         **kwargs: Any,
@@ -155,6 +157,7 @@ class KomojuFailureEmailOperator(EmailOperator):
         super().__init__(**kwargs)
         self.notification_id = notification_id
         self.site_id = site_id
+        self.job = job
         self.text_content = text_content
         self.postgres_conn_id = postgres_conn_id
 
@@ -198,6 +201,10 @@ class KomojuFailureEmailOperator(EmailOperator):
             store.mark_notification_sent(conn, self.notification_id)
         finally:
             conn.close()  # a send that failed leaves the e-mail unsent: the next run sends its failures
+        if self.job:
+            from komoju import metrics
+
+            metrics.incr("komoju.emails.sent", self.job, self.site_id)
 
 
 class _TextAndHtmlSmtpHook(SmtpHook):

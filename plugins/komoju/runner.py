@@ -18,7 +18,7 @@ from typing import Any
 import psycopg2
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from komoju import db, store
+from komoju import db, metrics, store
 from komoju.errors import KomojuAPIError
 from komoju.hooks import KomojuHook, PaymentAnswer
 from komoju.outcomes import (
@@ -60,7 +60,7 @@ def sync_payment_methods(operator: Any) -> dict[str, Any]:
     conn = db.connect(operator.postgres_conn_id)
     try:
         site = _site_or_fail(conn, operator.site_id)
-        hook = KomojuHook(site.komoju_conn_id)
+        hook = KomojuHook(site.komoju_conn_id, metrics_for=("payment_methods", site.site_id))
         try:
             items = hook.list_payment_methods()
         except KomojuAPIError as error:
@@ -177,11 +177,28 @@ class SiteOrdersRun:
             if dry_run:
                 summary = self._dry_run(conn, site, max_attempts, counts)
             else:
-                summary = self._run(conn, site, run_id, max_attempts, concurrency, counts)
+                try:
+                    summary = self._run(conn, site, run_id, max_attempts, concurrency, counts)
+                finally:
+                    self._gauge_to_settle(conn, site)
         finally:
             conn.close()  # also releases any order lock still held
         self.log.info("Site %s, %s job: %s", self.site_id, self.job.value, summary)
         return summary
+
+    def _gauge_to_settle(self, conn: Any, site: store.Site) -> None:
+        """The ``komoju.orders.to_settle`` gauge of the site after its run (also when the run failed)."""
+        if conn.closed:
+            return
+        try:
+            conn.rollback()
+            found = store.sites_work(conn, self.job.value, [site.site_id]).get(site.site_id)
+            conn.rollback()
+        except psycopg2.Error as exc:  # the orders are written; a gauge is not worth failing the task for
+            self.log.warning("Site %s: could not count the orders to settle for the metrics: %s", site.site_id, exc)
+            return
+        if found is not None:
+            metrics.gauge("komoju.orders.to_settle", self.job.value, site.site_id, found.to_settle)
 
     def _summary(self, site: store.Site, counts: Counter[str], **extra: Any) -> dict[str, Any]:
         return {"site_id": site.site_id, "job": self.job.value, **dict(sorted(counts.items())), **extra}
@@ -222,7 +239,7 @@ class SiteOrdersRun:
         concurrency: int | None,
         counts: Counter[str],
     ) -> dict[str, Any]:
-        hook = KomojuHook(site.komoju_conn_id, max_concurrency=concurrency)
+        hook = KomojuHook(site.komoju_conn_id, max_concurrency=concurrency, metrics_for=(self.job.value, site.site_id))
         concurrency = hook.settings.max_concurrency  # the parameter, else the connection's extra, else 8
         stop = _StopSignal(self.transient_streak)
         batches = self._batches(conn, site, run_id, counts, first=2 * concurrency)
@@ -649,6 +666,22 @@ class _Writes:
             }
         )
 
+    def outcomes(self) -> Counter[str]:
+        """The orders whose status this batch writes, by the outcome the ``komoju.orders.*`` counters name."""
+        final = {failure["order_no"] for failure in self.failures}
+        found: Counter[str] = Counter()
+        for row in self.statuses:
+            status = row["status"]
+            if status == self.job.done_status:
+                found["done"] += 1
+            elif status == PENDING:
+                found["pending"] += 1
+            elif status == "Rejected":
+                found["rejected"] += 1
+            else:
+                found["given_up" if row["order_no"] in final else "failed"] += 1
+        return found
+
     def commit(self, conn: Any, site_id: str) -> None:
         store.write_results(
             conn,
@@ -663,6 +696,7 @@ class _Writes:
             failures=self.failures,
             links=self.links,
         )
+        metrics.orders(self.job.value, site_id, self.outcomes())  # what was written, once it is committed
 
 
 def _call_result(call: Callable[[], Any]) -> CallResult:

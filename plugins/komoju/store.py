@@ -726,3 +726,190 @@ def final_failures(conn: Connection, site_id: str, job: str | None = None, limit
             {"site_id": site_id, "job": _job(job) if job else None, "limit": limit},
         )
         return [FinalFailureReport(*row) for row in cur.fetchall()]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Which sites have work, and when each was last checked
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SiteWork:
+    """What a job has to do for one site, as ``<job>_sites_work.sql`` found it."""
+
+    site_id: str
+    orders_to_work: bool  # eligible orders
+    attempts_to_check: bool  # open or Pending attempts
+    emails_to_send: bool  # final failures or customer links to e-mail, or e-mails to send again
+    to_settle: int  # orders given up on (Rejected, or Failed for good)
+
+    @property
+    def has_work(self) -> bool:
+        return self.orders_to_work or self.attempts_to_check or self.emails_to_send
+
+    @property
+    def reasons(self) -> list[str]:
+        """What the work is, in words for the run's log."""
+        named = (
+            (self.orders_to_work, "orders to work on"),
+            (self.attempts_to_check, "attempts to check"),
+            (self.emails_to_send, "e-mails to send"),
+        )
+        return [text for present, text in named if present]
+
+
+def sites_work(conn: Connection, job: str, site_ids: Sequence[str]) -> dict[str, SiteWork]:
+    """``{site_id: SiteWork}`` for the given sites (unknown ids are absent): one statement for all of them."""
+    with conn.cursor() as cur:
+        cur.execute(query(f"{_job(job)}_sites_work"), {"site_ids": list(site_ids)})
+        return {row[0]: SiteWork(*row) for row in cur.fetchall()}
+
+
+def record_site_checks(conn: Connection, job: str, run_id: str, had_work: Mapping[str, bool]) -> None:
+    """Record that ``job`` checked these sites in ``run_id`` (``{site_id: had_work}``), one row per site; commits."""
+    if not had_work:
+        return
+    checks = [{"site_id": site_id, "had_work": bool(work)} for site_id, work in had_work.items()]
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query("site_checks_record"), {"job": _job(job), "run_id": run_id, "checks": json.dumps(checks)})
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+
+
+@dataclass(frozen=True)
+class SiteCheck:
+    """The latest check of one site by one job: when, in which DAG run, and whether it found work."""
+
+    site_id: str
+    job: str
+    checked_at: Any  # datetime
+    had_work: bool
+    run_id: str | None
+
+
+def site_checks(conn: Connection) -> dict[str, dict[str, SiteCheck]]:
+    """``{site_id: {job: SiteCheck}}``: the latest check of every site by the cancel and refund jobs."""
+    found: dict[str, dict[str, SiteCheck]] = {}
+    with conn.cursor() as cur:
+        cur.execute(query("site_checks_all"))
+        for row in cur.fetchall():
+            check = SiteCheck(*row)
+            found.setdefault(check.site_id, {})[check.job] = check
+    return found
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Retention (python -m komoju db clean): one function per batch statement; komoju.retention runs the batches
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TableSize:
+    """One bookkeeping table: its rows and its size on disk (with indexes and TOAST)."""
+
+    table: str
+    rows: int
+    bytes: int
+
+
+def retention_cutoff(conn: Connection, older_than_days: int) -> Any:
+    """The database clock's now minus ``older_than_days`` days (a timestamptz)."""
+    with conn.cursor() as cur:
+        cur.execute(query("retention_cutoff"), {"older_than_days": older_than_days})
+        return cur.fetchone()[0]
+
+
+def bookkeeping_sizes(conn: Connection) -> list[TableSize]:
+    """Rows and size of each bookkeeping table (and of komoju.setting_change, which is never cleaned)."""
+    with conn.cursor() as cur:
+        cur.execute(query("retention_table_sizes"))
+        return [TableSize(*row) for row in cur.fetchall()]
+
+
+AttemptKey = tuple[str, str, str, int]  # (job, site_id, order_no, attempt_no): komoju.attempt's primary key
+ATTEMPT_KEY_START: AttemptKey = ("", "", "", 0)  # before every key (job is never empty)
+
+
+@dataclass(frozen=True)
+class AttemptsBatch:
+    """One batch of attempts looked at by the clean: how many, how many may go, how many went, where it ended."""
+
+    scanned: int
+    removable: int
+    removed: int
+    last: AttemptKey | None  # None: nothing left after the cursor
+
+
+def clean_attempts_batch(
+    conn: Connection, *, cutoff: Any, after: AttemptKey, limit: int, delete: bool
+) -> AttemptsBatch:
+    """Look at the next ``limit`` attempts after ``after``; delete those that may go when ``delete``; commits."""
+    job, site_id, order_no, attempt_no = after
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                query("retention_attempts"),
+                {
+                    "cutoff": cutoff,
+                    "after_job": job,
+                    "after_site_id": site_id,
+                    "after_order_no": order_no,
+                    "after_attempt_no": attempt_no,
+                    "batch": limit,
+                    "delete": delete,
+                },
+            )
+            scanned, removable, removed, last_job, last_site_id, last_order_no, last_attempt_no = cur.fetchone()
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    last = None if last_job is None else (last_job, last_site_id, last_order_no, last_attempt_no)
+    return AttemptsBatch(scanned, removable, removed, last)
+
+
+@dataclass(frozen=True)
+class NotificationsBatch:
+    """One batch of e-mails looked at by the clean, with the final failures and customer links they carry."""
+
+    scanned: int
+    notifications_removable: int
+    notifications_removed: int
+    failures_removable: int
+    failures_removed: int
+    links_removable: int
+    links_removed: int
+    last_id: int | None  # None: nothing left after the cursor
+
+
+def clean_notifications_batch(
+    conn: Connection, *, cutoff: Any, after_id: int, limit: int, delete: bool
+) -> NotificationsBatch:
+    """Look at the next ``limit`` e-mails after ``after_id``; delete what may go when ``delete``; commits."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                query("retention_notifications"),
+                {"cutoff": cutoff, "after_id": after_id, "batch": limit, "delete": delete},
+            )
+            row = cur.fetchone()
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    return NotificationsBatch(*row)
+
+
+def vacuum_bookkeeping(conn: Connection) -> None:
+    """VACUUM (ANALYZE) the cleaned tables, outside any transaction (the connection is left as it was)."""
+    autocommit = conn.autocommit
+    conn.rollback()
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query("retention_vacuum"))
+    finally:
+        conn.autocommit = autocommit

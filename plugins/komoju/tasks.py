@@ -33,21 +33,72 @@ def requested_site_ids(params: Any) -> list[str]:
 
 
 @task(task_id="resolve_sites")
-def resolve_sites() -> list[str]:
-    """The run's sites: ``params.site_ids`` checked against ``komoju.site`` (unknown or inactive ids fail)."""
+def resolve_sites(job: str | None = None) -> list[str]:
+    """The run's sites: ``params.site_ids`` checked against ``komoju.site`` (unknown or inactive ids fail).
+
+    With ``job`` (the cancel and refund DAGs), only the sites that job has work for are returned, so only they
+    get a task: eligible orders, open or Pending attempts, failure e-mails to send (one statement for every site,
+    :func:`komoju.store.sites_work`). Each site is recorded as checked (``komoju.site_check``), and the others are
+    reported in the log and in the XCom ``nothing_to_do``. Sites named in ``site_ids`` are always returned, and so
+    is every site when ``KOMOJU_MAP_ALL_SITES=1`` (the behaviour before issue 15).
+    """
     from komoju import store
 
-    requested = requested_site_ids(get_current_context()["params"])
+    context = get_current_context()
+    requested = requested_site_ids(context["params"])
     conn = db.connect()
     try:
-        sites = store.resolve_scope(conn, requested)
-    except store.ScopeError as exc:
-        raise AirflowFailException(str(exc)) from None
+        try:
+            sites = store.resolve_scope(conn, requested)
+        except store.ScopeError as exc:
+            raise AirflowFailException(str(exc)) from None
+        if not sites:
+            log.info("No active site in komoju.site: nothing to do.")
+        if job is None:
+            return [site.site_id for site in sites]
+        work = store.sites_work(conn, job, [site.site_id for site in sites])
+        conn.rollback()
+        if not _dry_run(context["params"]):
+            store.record_site_checks(
+                conn, job, str(context["run_id"]), {site_id: found.has_work for site_id, found in work.items()}
+            )
     finally:
         conn.close()
-    if not sites:
-        log.info("No active site in komoju.site: nothing to do.")
-    return [site.site_id for site in sites]
+    return _sites_to_map(job, sites, work, requested, context)
+
+
+def _sites_to_map(
+    job: str, sites: list[store.Site], work: dict[str, store.SiteWork], requested: list[str], context: Any
+) -> list[str]:
+    from komoju import metrics
+
+    map_all = os.environ.get("KOMOJU_MAP_ALL_SITES", "").strip().lower() in ("1", "true", "yes")
+    mapped, idle = [], []
+    for site in sites:
+        found = work.get(site.site_id)
+        if found is not None:
+            metrics.gauge("komoju.orders.to_settle", job, site.site_id, found.to_settle)
+        if found is not None and found.has_work:
+            log.info("Site %s: %s", site.site_id, ", ".join(found.reasons))
+            mapped.append(site.site_id)
+        elif requested or map_all:
+            why = "named in site_ids" if requested else "KOMOJU_MAP_ALL_SITES is set"
+            log.info("Site %s: nothing to do, run all the same (%s)", site.site_id, why)
+            mapped.append(site.site_id)
+        else:
+            idle.append(site.site_id)
+    if idle:
+        log.info(
+            "%d of %d site(s) checked with nothing to do for the %s job (no task): %s",
+            len(idle), len(sites), job, ", ".join(idle),
+        )  # fmt: skip
+    log.info("%d site(s) to run: %s", len(mapped), ", ".join(mapped) or "none")
+    context["ti"].xcom_push(key="nothing_to_do", value=idle)
+    return mapped
+
+
+def _dry_run(params: Any) -> bool:
+    return params.get("dry_run") in (True, "true", "True")
 
 
 @task(task_id="prepare_failure_emails", trigger_rule="all_done")
@@ -64,7 +115,7 @@ def prepare_failure_emails(job: str) -> list[dict[str, Any]]:
 
     context = get_current_context()
     params = context["params"]
-    if params.get("dry_run") in (True, "true", "True"):
+    if _dry_run(params):
         log.info("Dry run: no e-mail is prepared or sent.")
         return []
     try:
@@ -77,7 +128,11 @@ def prepare_failure_emails(job: str) -> list[dict[str, Any]]:
             sites = store.resolve_scope(conn, requested)
         except store.ScopeError:
             return []
-        return [mail for site in sites for mail in _prepare_site(conn, Job(job), site, str(context["run_id"]))]
+        # One statement tells which sites have anything to e-mail; only those are locked and read.
+        work = store.sites_work(conn, job, [site.site_id for site in sites])
+        conn.rollback()
+        with_mail = [site for site in sites if work.get(site.site_id) and work[site.site_id].emails_to_send]
+        return [mail for site in with_mail for mail in _prepare_site(conn, Job(job), site, str(context["run_id"]))]
     finally:
         conn.close()
 
@@ -130,9 +185,38 @@ def _mail(
     return {
         "notification_id": notification_id,
         "site_id": site.site_id,
+        "job": job.value,
         "to": list(site.notify_emails),
         "subject": subject,
         "html_content": emails.failure_html(job, site.name or site.site_id, lines, site.email_locale, to_forward),
         "text_content": emails.failure_text(job, site.name or site.site_id, lines, site.email_locale, to_forward),
         "custom_headers": {"Message-ID": message_id},
     }
+
+
+@task(task_id="clean_bookkeeping")
+def clean_bookkeeping() -> dict[str, Any]:
+    """``python -m komoju db clean`` as a task: remove the bookkeeping of finished orders older than
+    ``params.older_than_days`` (only count it when ``params.dry_run``); the report goes to the task's log."""
+    from komoju import retention
+
+    params = get_current_context()["params"]
+    try:
+        older_than_days = int(params.get("older_than_days", retention.DEFAULT_OLDER_THAN_DAYS))
+    except (TypeError, ValueError):
+        raise AirflowFailException(
+            f"Param older_than_days must be a whole number of days, got {params.get('older_than_days')!r}."
+        ) from None
+    delete = not _dry_run(params)
+    conn = db.connect()
+    try:
+        try:
+            report = retention.clean(conn, older_than_days=older_than_days, delete=delete, progress=log.info)
+        except ValueError as exc:
+            raise AirflowFailException(str(exc)) from None
+    finally:
+        conn.close()
+    for line in report.lines():
+        log.info("%s", line)
+    counted = report.removed if delete else report.removable
+    return {"older_than_days": older_than_days, "dry_run": not delete, "removed" if delete else "removable": counted}

@@ -282,6 +282,7 @@ def _site_json(
     runs: dict[str, SiteRun] | None,
     counts: dict[str, dict[str | None, int]],
     attention: tuple[int, int],
+    checks: dict[str, store.SiteCheck],
 ) -> dict[str, Any]:
     missing = permissions.site_missing(site.komoju_conn_id)
     readable = set(permissions.readable())
@@ -302,6 +303,13 @@ def _site_json(
         "edit_missing": [{"kind": m.kind, "name": m.name} for m in missing],
         "latest_runs": latest,
         "counts": {job: _counts(job, counts.get(job, {})) for job in ORDER_JOBS if ORDER_JOBS[job] in readable},
+        # When a cancel/refund run last looked at the site, and whether it found work (a site with nothing to do
+        # gets no task: its latest run may be older).
+        "last_checked": {
+            job: {"checked_at": _iso(check.checked_at), "had_work": check.had_work, "run_id": check.run_id}
+            for job, check in checks.items()
+            if job in ORDER_JOBS and ORDER_JOBS[job] in readable
+        },
         "to_settle": attention[0],
         "pending": attention[1],
     }
@@ -360,6 +368,7 @@ def create_app() -> FastAPI:
         runs = _latest_runs(site_ids)
         counts = store.order_status_counts(conn, site_ids)
         attention = store.attention_counts(conn, site_ids)
+        checks = store.site_checks(conn)
         return {
             "user": permissions.user_name,
             "can_read": {dag_id: permissions.dag(access.READ, dag_id) for dag_id in access.KOMOJU_DAGS},
@@ -371,6 +380,7 @@ def create_app() -> FastAPI:
                     None if runs is None else runs[site.site_id],
                     counts[site.site_id],
                     attention.get(site.site_id, (0, 0)),
+                    checks.get(site.site_id, {}),
                 )
                 for site in sites
             ],
@@ -390,6 +400,7 @@ def create_app() -> FastAPI:
             None if runs is None else runs[site_id],
             counts,
             store.attention_counts(conn, [site_id]).get(site_id, (0, 0)),
+            store.site_checks(conn).get(site_id, {}),
         )
         methods = None
         if access.PAYMENT_METHODS_DAG in readable:

@@ -81,7 +81,9 @@ def test_scenario_end_to_end_then_second_run_does_nothing(job, db, komoju, repla
         first = run_dag(dag_id)
     assert first.state == "success"
     assert first.task("resolve_sites").state == "success"
-    assert first.states(site_task) == {site.site_id: "success" for site in SITES}
+    assert mailing.states(site_task) == {site.site_id: "success" for site in SITES}
+    # the rerun under the "errors replayed" reading has work only where the replayed orders are
+    assert first.states(site_task) == ({JP.site_id: "success"} if replay_errors else mailing.states(site_task))
     assert {t.try_number for t in first.per_site(site_task).values()} == {1}
     after = orders_table(db)
     assert row_problems(job, CASES, before, after) == []
@@ -103,8 +105,16 @@ def test_scenario_end_to_end_then_second_run_does_nothing(job, db, komoju, repla
 
     second = run_dag(dag_id)
 
+    # Issue 15: nothing is left to do for any site, so no site gets a task; the run succeeds all the same.
     assert second.state == "success"
-    assert second.states(site_task) == {site.site_id: "success" for site in SITES}
+    assert second.states(site_task) == {}
+    assert {t.task_id: t.state for t in second.tasks if t.map_index < 0} == {
+        "resolve_sites": "success",
+        site_task: "skipped",
+        "prepare_failure_emails": "success",
+        "all_sites_done": "skipped",
+        "send_failure_email": "skipped",
+    }
     assert orders_table(db) == after
     later = komoju.ledger(since=ledger[-1]["seq"])
     assert [e for e in later if e["type"] == "request" and e["method"] == "POST"] == []

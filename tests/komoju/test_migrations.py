@@ -26,6 +26,7 @@ EXPECTED_TABLES = {
     "final_failure",
     "setting_change",
     "customer_link",
+    "site_check",
     "schema_migration",
 }
 

@@ -95,8 +95,16 @@ export type Site = {
   /** A job absent: the user may not read its DAG. null: it never ran for this site. */
   readonly latest_runs: Partial<Record<Job, Run | null>>;
   readonly counts: Partial<Record<OrderJob, StatusCounts>>;
+  /** When a cancel/refund run last looked at the site (a site with nothing to do gets no task). */
+  readonly last_checked?: Partial<Record<OrderJob, SiteCheck>>;
   readonly to_settle: number;
   readonly pending: number;
+};
+
+export type SiteCheck = {
+  readonly checked_at: string | null;
+  readonly had_work: boolean;
+  readonly run_id: string | null;
 };
 
 export type Overview = {

@@ -71,6 +71,24 @@ describe("KomojuPage overview", () => {
     expect(within(osakaCard).getByRole("link", { name: /failed/u }).getAttribute("href")).toMatch(/\/mapped\/1$/u);
   });
 
+  it("says when a run last found nothing to do for a site, after its latest task", async () => {
+    const idle = {
+      ...osaka,
+      last_checked: {
+        cancel: { checked_at: "2026-12-02T05:30:00+00:00", had_work: false, run_id: "scheduled__b" },
+        refund: { checked_at: "2026-12-02T04:00:00+00:00", had_work: false, run_id: "scheduled__a" },
+      },
+    };
+    fakeApi({ "GET overview": overview({ sites: [idle] }), "GET sites/osaka": tokyoDetails() });
+
+    renderInHost(<KomojuPage />);
+
+    const card = (await screen.findAllByTestId("komoju-site"))[0] as HTMLElement;
+    const idleChecks = within(card).getAllByTestId("komoju-idle-check");
+    expect(idleChecks.map((check) => check.textContent)).toEqual(["checked 2026-12-02 14:30: nothing to do"]);
+    expect(card.querySelector('[data-job="cancel"]')?.textContent).toContain("nothing to do");
+  });
+
   it("says when Airflow's run history could not be read and still shows the rest", async () => {
     fakeApi({ "GET overview": overview({ runs_unknown: true }), "GET sites/tokyo": tokyoDetails() });
 

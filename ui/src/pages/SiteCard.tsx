@@ -53,6 +53,12 @@ const LatestRuns = ({ site }: { readonly site: Site }) => {
     <Stack as="dl" gap={1}>
       {jobs.map((job) => {
         const run = site.latest_runs[job];
+        const check = job === "payment_methods" ? undefined : site.last_checked?.[job];
+        // A site with nothing to do gets no task: say when a run last looked, if that is newer than its task.
+        const idleCheck =
+          check && !check.had_work && check.checked_at && (!run?.run_after || Date.parse(check.checked_at) > Date.parse(run.run_after))
+            ? check.checked_at
+            : null;
 
         return (
           <HStack data-job={job} flexWrap="wrap" gap={3} key={job}>
@@ -69,6 +75,11 @@ const LatestRuns = ({ site }: { readonly site: Site }) => {
                   {text.neverRan}
                 </Text>
               )}
+              {idleCheck ? (
+                <Text as="span" color="fg.muted" data-testid="komoju-idle-check" ms={2}>
+                  {text.checkedNothingToDo(dateTime(idleCheck))}
+                </Text>
+              ) : null}
             </Text>
           </HStack>
         );
