@@ -42,3 +42,15 @@ def test_react_apps_are_valid_for_airflow_and_registered_by_the_bundle():
     }
     assert [app["url_prefix"] for app in KomojuUIPlugin.fastapi_apps] == ["/komoju"]
     assert not getattr(KomojuUIPlugin, "external_views", None), "one UI: no iframe page beside the React one"
+
+
+def test_the_bundle_ships_inside_the_package():
+    """pip install of this repository carries the built bundle (users need no Node.js)."""
+    import tomllib
+
+    from devtools import PROJECT_ROOT
+
+    pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
+    assert "ui_dist/*" in pyproject["tool"]["setuptools"]["package-data"]["komoju"]
+    assert ui.BUNDLE.is_relative_to(PROJECT_ROOT / "plugins" / "komoju")
+    assert ui.BUNDLE.stat().st_size > 10_000
