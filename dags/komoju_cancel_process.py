@@ -37,7 +37,7 @@ from komoju.tasks import prepare_failure_emails, resolve_sites
 
 @dag(
     dag_id="komoju_cancel_process",
-    schedule=dag_support.schedule("KOMOJU_CANCEL_SCHEDULE", "*/30 * * * *"),
+    schedule=dag_support.order_job_schedule("cancel", "KOMOJU_CANCEL_SCHEDULE", "*/30 * * * *"),
     start_date=dag_support.START_DATE,
     catchup=False,
     max_active_runs=1,
