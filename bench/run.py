@@ -79,14 +79,17 @@ bench_empty()
 '''
 
 # The refund DAG's shape with Airflow's own pieces only (no komoju import): four Params with the same schemas, the
-# same default_args, two @task functions, a mapped operator, an EmptyOperator, a kwargs-mapped operator. What
+# same default_args, two @task functions, a mapped operator, an EmptyOperator, a kwargs-mapped operator, and (since
+# issue 16) a cron-or-asset schedule whose asset has a watcher (a trigger of Airflow's standard provider). What
 # Airflow itself charges for such a DAG, to tell it apart from anything the komoju files do at import.
 SAME_SHAPE_DAG = '''"""Airflow-only DAG shaped like komoju_refund_process (the benchmark's second parse baseline)."""
 
 import datetime as dt
 
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import BaseOperator, Param, dag, task
+from airflow.providers.standard.triggers.file import FileDeleteTrigger
+from airflow.sdk import (Asset, AssetOrTimeSchedule, AssetWatcher, BaseOperator, CronTriggerTimetable, Param, dag,
+                         task)
 
 
 class SiteOperator(BaseOperator):
@@ -124,7 +127,11 @@ def prepare_failure_emails(job):
 
 @dag(
     dag_id="bench_same_shape",
-    schedule="*/30 * * * *",
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("*/30 * * * *", timezone="UTC"),
+        assets=Asset(name="bench_same_shape_orders", uri="x-bench://orders/refund", group="bench", watchers=[
+            AssetWatcher(name="bench_same_shape_watcher", trigger=FileDeleteTrigger(filepath="/nonexistent/bench"))]),
+    ),
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,

@@ -28,7 +28,11 @@ in which no site has work runs no site task (*skipped*) and succeeds.
 (`komoju.site.notify_emails`, in its `email_locale`), asking to settle them in the KOMOJU dashboard.
 
 **Params**: `site_ids` (empty = every active site), `dry_run` (list only), `max_attempts`, `max_concurrency`.
-Schedule: every 30 minutes, or `KOMOJU_REFUND_SCHEDULE` (cron, or `none`).
+
+**Schedule**: every 30 minutes (`KOMOJU_REFUND_SCHEDULE`: cron, or `none`), **and** within seconds of an order becoming
+eligible: the asset `komoju_orders_refund` gets an event from its watcher in the triggerer, which listens for the
+status database's notifications. The cron stays as the sweep for notifications nobody heard.
+`KOMOJU_EVENT_DRIVEN=off`: the cron alone.
 """
 
 from airflow.providers.standard.operators.empty import EmptyOperator

@@ -139,7 +139,7 @@ def up() -> int:
     print(f"KOMOJU emulator: {emulator_url}   SMTP sink: 127.0.0.1:{ports['smtp']} -> .local/mail/")
     print(f"Status database: {pg.origin}, database {database}. Logs: {STATE.relative_to(PROJECT_ROOT)}/*.log")
     print(f"Payment methods synced once: run {synced['dag_run_id']} ended {synced['state']}.")
-    if env.get("KOMOJU_EVENT_DRIVEN", "on") == "off":
+    if env.get("KOMOJU_EVENT_DRIVEN", "on").strip().lower() in ("off", "0", "false", "no"):
         print("The three komoju_* DAGs are unpaused (cancel and refund run every 30 minutes). Stop with `make down`.")
     else:
         print("The three komoju_* DAGs are unpaused: cancel and refund run every 30 minutes and, within seconds, when")
