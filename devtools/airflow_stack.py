@@ -209,6 +209,14 @@ class AirflowStack:
             if len(found) >= page["total_entries"] or not page["dag_runs"]:
                 return found
 
+    def busy(self, dag_id: str, headers: dict[str, str]) -> bool:
+        """Whether ``dag_id`` has an asset event waiting for a run, or a run queued or running. (Read in that
+        order: the scheduler turns a queued event into a queued run in one transaction, so one of them is seen.)"""
+        queued = requests.get(f"{self.url}/api/v2/dags/{dag_id}/assets/queuedEvents", headers=headers, timeout=30)
+        if queued.status_code != 404 and queued.json()["total_entries"]:
+            return True
+        return any(run["state"] in ("queued", "running") for run in self.dag_runs(dag_id, headers))
+
     def trigger(self, dag_id: str, headers: dict[str, str], conf: dict[str, Any] | None = None,
                 timeout: float = 300) -> dict[str, Any]:  # fmt: skip
         """Trigger ``dag_id`` over REST and wait for its run to end; the run."""

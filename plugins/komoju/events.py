@@ -129,7 +129,8 @@ class Burst:
         named = sorted(self.site_ids)
         return {
             "job": job,
-            "reason": "notified" if self.notifications else "listening",
+            # "listening": the watcher (re)started listening, and notifications sent before may have been missed
+            "reason": "listening" if self.listening else "notified",
             "notifications": self.notifications,
             "site_ids": named[:MAX_SITES_IN_EVENT],
             "more_sites": max(0, len(named) - MAX_SITES_IN_EVENT),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -129,6 +130,23 @@ class EventStack:
                               "order_by": "timestamp"}, headers=self.headers, timeout=30).json()  # fmt: skip
         return events["asset_events"]
 
+    def listened(self) -> dict[str, int]:
+        """Per job, the asset events of a watcher that had just started listening (again)."""
+        return {job: sum(1 for e in self.asset_events(job) if e["extra"]["payload"]["reason"] == "listening")
+                for job in ("cancel", "refund")}  # fmt: skip
+
+    def wait_asked_again(self, before: dict[str, int], timeout: float = 120) -> None:
+        """Until each watcher, listening again, has asked for a run (one more "listening" event per job)."""
+        poll_until(lambda: all(n > before[job] for job, n in self.listened().items()), timeout=timeout,
+                   interval=0.5, what="a 'listening' event of each watcher")  # fmt: skip
+
+    def start_triggerer(self) -> None:
+        """Start the triggerer and wait until its watchers listen and their first events are stored."""
+        before = self.listened()
+        self.airflow.start("triggerer")
+        self.wait_listening()
+        self.wait_asked_again(before)
+
     def assert_exactly_once(self, orders: list[Order]) -> None:
         ledger = self.komoju.ledger()
         for job in ("cancel", "refund"):
@@ -144,9 +162,11 @@ def _epoch(value: str) -> float:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[EventStack]:
+    """Started once for the module (about a minute and a half here), stopped at its end; the cluster in a folder of
+    its own (not pytest's: as root, `postgres` runs it and cannot enter pytest's)."""
     from komoju import migrations
 
-    base = Path(tempfile.mkdtemp(prefix="komoju-rel-events-"))  # not pytest's: `postgres` runs the cluster (root)
+    base = Path(tempfile.mkdtemp(prefix="komoju-rel-events-"))  # Airflow's home and the components' logs
     airflow = AirflowStack(
         home=base / "airflow",
         logs=base / "logs",
@@ -158,8 +178,9 @@ def stack() -> Iterator[EventStack]:
         },
     )
     with contextlib.ExitStack() as cleanup:
-        pg = localpg.start_throwaway(base / "pg")
+        pg = localpg.start_throwaway(Path(tempfile.mkdtemp(prefix="komoju-rel-events-pg-")))
         cleanup.callback(print, f"event stack logs (kept): {base / 'logs'}")
+        cleanup.callback(shutil.rmtree, base / "airflow", ignore_errors=True)
         cleanup.callback(pg.stop)
         pg.create_database(name=DATABASE)
         conn = pg.connect(DATABASE)
@@ -183,6 +204,7 @@ def stack() -> Iterator[EventStack]:
         running = EventStack(pg, komoju, airflow, conn, airflow.headers())
         cleanup.callback(lambda: running.conn.close())
         running.wait_listening()
+        running.wait_asked_again({"cancel": 0, "refund": 0})
         yield running
 
 
@@ -190,27 +212,40 @@ def _refund_runs(stack: EventStack) -> list[dict[str, Any]]:
     return stack.airflow.dag_runs("komoju_refund_process", stack.headers)
 
 
+def _no_run_going(stack: EventStack, dag_id: str) -> None:
+    """Until ``dag_id`` has no run queued or running, and no asset event waiting to make one."""
+    poll_until(lambda: not stack.airflow.busy(dag_id, stack.headers), timeout=180, interval=0.5,
+               what=f"no {dag_id} run queued, running or waiting to be made")  # fmt: skip
+
+
 def test_triggerer_killed_and_restarted_while_orders_are_cancelled(stack):
-    """SIGKILL of the triggerer while a refund run goes and orders keep being cancelled: every order refunded
-    exactly once; those cancelled while it was dead by a run the restarted watchers asked for (or a sweep)."""
+    """SIGKILL of the triggerer while a refund run goes and orders are being cancelled, orders cancelled while it is
+    down and right after it starts again: every order refunded exactly once; those cancelled while it was down by a
+    run made after the restart (the watchers, listening again, ask for one), or by a cron sweep."""
     before, dead, after = TRIGGERER_ORDERS["before"], TRIGGERER_ORDERS["dead"], TRIGGERER_ORDERS["after"]
     stack.cancel(before[:4])
-    poll_until(lambda: any(r["state"] == "running" for r in _refund_runs(stack)), timeout=120, interval=0.2,
-               what="a refund run going")  # fmt: skip
+    stack.wait_final(before[:4])
     stack.cancel(before[4:])
+    poll_until(lambda: any(r["state"] == "running" for r in _refund_runs(stack)), timeout=120, interval=0.1,
+               what="the refund run of the second orders going")  # fmt: skip
     stack.airflow.kill("triggerer")  # SIGKILL to its process group: the supervisor and its trigger runner
     poll_until(lambda: stack.watchers() == 0, timeout=60, interval=0.2, what="the watchers' sessions gone")
+    _no_run_going(stack, "komoju_refund_process")  # whatever it read, that run is over: only a new run can help now
     stack.cancel(dead)  # nobody listens: these notifications are lost
     restarted = time.time()
     stack.airflow.start("triggerer")
     stack.cancel(after)  # the new triggerer may or may not listen yet
     stack.wait_final(before + dead + after)
     stack.assert_exactly_once(before + dead + after)
-    listening = [e for e in stack.asset_events("refund") if e["extra"]["payload"]["reason"] == "listening"]
-    assert any(_epoch(e["timestamp"]) >= restarted - 2 for e in listening), listening
+    listening = [e for e in stack.asset_events("refund") if e["extra"]["payload"]["reason"] == "listening"
+                 and _epoch(e["timestamp"]) >= restarted]  # fmt: skip
+    assert listening, stack.asset_events("refund")
     runs = {r["dag_run_id"]: r for r in _refund_runs(stack)}
     for order in dead:
-        assert runs[stack.sent_by(order)]["run_type"] in ("asset_triggered", "scheduled")
+        run = runs[stack.sent_by(order)]
+        assert run["run_type"] == "scheduled" or (
+            run["run_type"] == "asset_triggered" and _epoch(run["run_after"]) >= restarted
+        ), run
 
 
 def test_a_notification_nobody_heard_waits_for_the_cron_sweep(stack):
@@ -218,6 +253,7 @@ def test_a_notification_nobody_heard_waits_for_the_cron_sweep(stack):
     finds it, as every run looks at every eligible order."""
     stack.airflow.kill("triggerer")
     poll_until(lambda: stack.watchers() == 0, timeout=60, interval=0.2, what="the watchers' sessions gone")
+    _no_run_going(stack, "komoju_cancel_process")
     cancelled_at = stack.cancel(SWEEP_ORDERS)
     try:
         stack.wait_final(SWEEP_ORDERS, timeout=150)
@@ -228,37 +264,39 @@ def test_a_notification_nobody_heard_waits_for_the_cron_sweep(stack):
         assert events == [], "no watcher ran: no asset event"
         stack.assert_exactly_once(SWEEP_ORDERS)
     finally:
-        stack.airflow.start("triggerer")
-        stack.wait_listening()
+        stack.start_triggerer()
 
 
 def test_the_watchers_reconnect_after_the_database_restarts(stack):
-    """A fast restart of the status database cuts the watchers' sessions: they connect again after their back-off;
-    orders cancelled before they listen again are refunded (listening again asks for a run), and a later
-    notification still makes an asset-triggered run that names its site."""
+    """A fast restart of the status database cuts the watchers' sessions: they connect again after their back-off
+    and each asks for a run, which refunds the orders cancelled before they listened again; a later notification
+    still makes an asset event naming its sites, and an asset-triggered run refunds its orders."""
     reconnecting, later = RESTART_ORDERS["reconnecting"], RESTART_ORDERS["later"]
-    poll_until(lambda: not any(r["state"] in ("queued", "running") for r in _refund_runs(stack)), timeout=120,
-               interval=0.5, what="no refund run going")  # fmt: skip
+    _no_run_going(stack, "komoju_refund_process")
+    _no_run_going(stack, "komoju_cancel_process")
+    before = stack.listened()
     stack.conn.close()
     stack.pg.restart()
     stack.reconnect()
     stack.cancel(reconnecting)  # at once: the watchers are most likely still waiting out their back-off
     stack.wait_listening(timeout=120)
-    relistened = time.time()
-    later_at = stack.cancel(later)
-    stack.wait_final(reconnecting + later)
-    stack.assert_exactly_once(reconnecting + later)
-    events = stack.asset_events("refund")
-    assert any(e["extra"]["payload"]["reason"] == "listening" and _epoch(e["timestamp"]) >= relistened - 60
-               for e in events), events  # fmt: skip
-    notified = [e for e in events if e["extra"]["payload"]["reason"] == "notified"
-                and _epoch(e["timestamp"]) >= later_at - 1]  # fmt: skip
-    assert notified, events
-    assert set(notified[0]["extra"]["payload"]["site_ids"]) <= set(SITES)
+    stack.wait_asked_again(before)
+    stack.wait_final(reconnecting)
     log = (stack.airflow.logs / "triggerer.log").read_text(errors="replace")
-    assert "Lost the connection listening on komoju_orders" in log
-    runs = {r["dag_run_id"]: r for r in _refund_runs(stack)}
-    assert any(r["run_type"] == "asset_triggered" and _epoch(r["run_after"]) >= later_at - 1 for r in runs.values())
+    assert log.count("Lost the connection listening on komoju_orders") >= 2, "both watchers saw the restart"
+    _no_run_going(stack, "komoju_refund_process")
+    later_at = stack.cancel(later)
+
+    def notified() -> list[dict[str, Any]]:
+        return [e["extra"]["payload"] for e in stack.asset_events("refund")
+                if e["extra"]["payload"]["reason"] == "notified" and _epoch(e["timestamp"]) >= later_at]  # fmt: skip
+
+    (payload, *_) = poll_until(notified, timeout=60, interval=0.5, what="an event of the later notifications")
+    assert set(payload["site_ids"]) == {o.site_id for o in later}
+    stack.wait_final(later)
+    stack.assert_exactly_once(reconnecting + later)
+    for order in later:  # (by the run of that event, or of one still queued when they were cancelled)
+        assert stack.sent_by(order).startswith("asset_triggered__")
 
 
 def test_no_payment_was_touched_twice_over_the_module(stack):
