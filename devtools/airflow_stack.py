@@ -41,10 +41,11 @@ ROLES = ("admin", "op", "user", "viewer")
 AIRFLOW_BIN = str(Path(sys.executable).with_name("airflow"))
 
 
-def spawn(name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> dict[str, Any]:
-    """Start ``argv`` in a session of its own, output to ``log_dir/NAME.log``; its record (name, pid, log)."""
+def spawn(name: str, argv: list[str], env: dict[str, str], log_dir: Path, *, append: bool = False) -> dict[str, Any]:
+    """Start ``argv`` in a session of its own, output to ``log_dir/NAME.log`` (a new file, or added to with
+    ``append``); its record (name, pid, log)."""
     log = log_dir / f"{name}.log"
-    with log.open("a") as out:
+    with log.open("a" if append else "w") as out:
         process = subprocess.Popen(
             argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT, start_new_session=True
         )
@@ -93,6 +94,19 @@ def stop_group(pid: int, *, grace: float = 30.0) -> None:
             return
 
 
+def post_retrying(url: str, *, attempts: int = 5, **kwargs: Any) -> requests.Response:
+    """``requests.post`` tried again (2 s apart) while Airflow's API server answers 5xx: on SQLite, a write of the
+    API server can fail with "database is locked" while the other components write (the request changed nothing:
+    its transaction was rolled back). Raises for the last answer if it is still an error."""
+    for attempt in range(1, attempts + 1):
+        answer = requests.post(url, timeout=30, **kwargs)
+        if answer.status_code < 500 or attempt == attempts:
+            answer.raise_for_status()
+            return answer
+        time.sleep(2)  # a pause before trying the request again, not a wait for a condition
+    raise AssertionError("unreachable")
+
+
 def client_host(host: str) -> str:
     """Where a client on this machine reaches a server listening on ``host``."""
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 (a comparison, not a bind)
@@ -110,6 +124,7 @@ class AirflowStack:
     settings: dict[str, str] = field(default_factory=dict)
     processes: dict[str, dict[str, Any]] = field(default_factory=dict)  # component name: its record (spawn)
     passwords: dict[str, str] = field(default_factory=dict)
+    _started: set[str] = field(default_factory=set, repr=False)
 
     @property
     def url(self) -> str:
@@ -161,7 +176,9 @@ class AirflowStack:
         """Start the named components (all four by default); their records."""
         started = []
         for name in names or tuple(COMPONENTS):
-            record = spawn(name, [AIRFLOW_BIN, *COMPONENTS[name]], self.environment(), self.logs)
+            again = name in self._started  # a component started again (a test's restart) adds to its log
+            record = spawn(name, [AIRFLOW_BIN, *COMPONENTS[name]], self.environment(), self.logs, append=again)
+            self._started.add(name)
             self.processes[name] = record
             started.append(record)
         return started
@@ -221,8 +238,7 @@ class AirflowStack:
                 timeout: float = 300) -> dict[str, Any]:  # fmt: skip
         """Trigger ``dag_id`` over REST and wait for its run to end; the run."""
         api = f"{self.url}/api/v2/dags/{dag_id}/dagRuns"
-        triggered = requests.post(api, headers=headers, json={"logical_date": None, "conf": conf or {}}, timeout=30)
-        triggered.raise_for_status()
+        triggered = post_retrying(api, headers=headers, json={"logical_date": None, "conf": conf or {}})
         run_id = triggered.json()["dag_run_id"]
 
         def ended() -> dict | None:

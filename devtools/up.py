@@ -69,6 +69,18 @@ def _ignored_variables() -> list[str]:
     )
 
 
+def _watchers(pg: localpg.PgServer, database: str) -> int:
+    """The asset watchers' listening sessions on the demo database (komoju.events.APPLICATION_NAME)."""
+    conn = pg.connect(database)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND application_name = 'komoju-airflow-watcher'")  # fmt: skip
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
 def _settings() -> dict[str, str]:
     """The komoju settings of the local Airflow: the caller's ``KOMOJU_EVENT_DRIVEN`` if set (else on)."""
     return {"KOMOJU_EVENT_DRIVEN": os.environ["KOMOJU_EVENT_DRIVEN"]} if os.environ.get("KOMOJU_EVENT_DRIVEN") else {}
@@ -101,6 +113,7 @@ def up() -> int:
         # links) is about these sites and orders, not those of an earlier `make up`.
         stack = AirflowStack(home=AIRFLOW_HOME, logs=STATE, port=ports["airflow"], host=host, settings=_settings())
         env = stack.environment()
+        event_driven = env.get("KOMOJU_EVENT_DRIVEN", "on").strip().lower() not in ("off", "0", "false", "no")
         emulator_url = f"http://127.0.0.1:{ports['emulator']}"
         state["processes"].append(
             spawn(
@@ -121,13 +134,20 @@ def up() -> int:
         )  # fmt: skip
         PROCESSES.write_text(json.dumps(state))
         passwords = stack.prepare(connections(pg, database, emulator_url, ports["smtp"]), unpause=DAG_IDS)
-        state["processes"] += stack.start()
+        state["processes"] += stack.start("api-server", "scheduler", "dag-processor")
         PROCESSES.write_text(json.dumps(state))
         url = stack.url
         stack.wait_serving(timeout=300)
         poll_until(lambda: _listening(ports["emulator"]) and _listening(ports["smtp"]), timeout=30, what="services")
         print("Syncing the sites' payment methods from KOMOJU (komoju_update_payment_methods) ...", flush=True)
         synced = stack.trigger("komoju_update_payment_methods", stack.headers())
+        # The triggerer last: its watchers' first runs (each asks for one when it starts listening) then do not
+        # crowd the sync above on Airflow's SQLite database.
+        state["processes"] += stack.start("triggerer")
+        PROCESSES.write_text(json.dumps(state))
+        if event_driven:
+            poll_until(lambda: _watchers(pg, database) == 2, timeout=300, interval=0.5,
+                       what="the cancel and refund watchers listening in the triggerer")  # fmt: skip
     except BaseException:
         print("Start-up failed; stopping what was started.", file=sys.stderr)
         down()
@@ -139,7 +159,7 @@ def up() -> int:
     print(f"KOMOJU emulator: {emulator_url}   SMTP sink: 127.0.0.1:{ports['smtp']} -> .local/mail/")
     print(f"Status database: {pg.origin}, database {database}. Logs: {STATE.relative_to(PROJECT_ROOT)}/*.log")
     print(f"Payment methods synced once: run {synced['dag_run_id']} ended {synced['state']}.")
-    if env.get("KOMOJU_EVENT_DRIVEN", "on").strip().lower() in ("off", "0", "false", "no"):
+    if not event_driven:
         print("The three komoju_* DAGs are unpaused (cancel and refund run every 30 minutes). Stop with `make down`.")
     else:
         print("The three komoju_* DAGs are unpaused: cancel and refund run every 30 minutes and, within seconds, when")

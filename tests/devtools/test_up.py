@@ -23,6 +23,7 @@ import pytest
 import requests
 
 from devtools import PROJECT_ROOT, localpg
+from devtools.airflow_stack import post_retrying
 from devtools.ports import free_port, poll_until
 from komoju import store
 
@@ -76,9 +77,9 @@ class Live:
     def trigger(self, dag_id: str, conf: dict[str, Any]) -> str:
         """Trigger ``dag_id`` over REST and wait for it to finish; return its run id."""
         api = f"{self.url}/api/v2/dags/{dag_id}"
-        triggered = requests.post(
-            f"{api}/dagRuns", headers=self.headers, json={"logical_date": None, "conf": conf}, timeout=30
-        )
+        # (retried on 5xx: on SQLite the API server's write may meet "database is locked" while the scheduler and
+        # the tasks write: devtools.airflow_stack.post_retrying)
+        triggered = post_retrying(f"{api}/dagRuns", headers=self.headers, json={"logical_date": None, "conf": conf})
         assert triggered.status_code == 200, triggered.text
         run_id = triggered.json()["dag_run_id"]
 
