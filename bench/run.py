@@ -24,8 +24,10 @@ import argparse
 import datetime as dt
 import json
 import os
+import random
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import threading
@@ -43,6 +45,7 @@ if str(PROJECT_ROOT) not in sys.path:  # `python bench/run.py` puts bench/ first
     sys.path.insert(0, str(PROJECT_ROOT))
 
 from devtools import localpg  # noqa: E402
+from devtools.ports import poll_until  # noqa: E402
 from emulator.testing import EmulatorServer  # noqa: E402
 
 LOCAL = PROJECT_ROOT / ".local" / "bench"
@@ -76,14 +79,17 @@ bench_empty()
 '''
 
 # The refund DAG's shape with Airflow's own pieces only (no komoju import): four Params with the same schemas, the
-# same default_args, two @task functions, a mapped operator, an EmptyOperator, a kwargs-mapped operator. What
+# same default_args, two @task functions, a mapped operator, an EmptyOperator, a kwargs-mapped operator, and (since
+# issue 16) a cron-or-asset schedule whose asset has a watcher (a trigger of Airflow's standard provider). What
 # Airflow itself charges for such a DAG, to tell it apart from anything the komoju files do at import.
 SAME_SHAPE_DAG = '''"""Airflow-only DAG shaped like komoju_refund_process (the benchmark's second parse baseline)."""
 
 import datetime as dt
 
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import BaseOperator, Param, dag, task
+from airflow.providers.standard.triggers.file import FileDeleteTrigger
+from airflow.sdk import (Asset, AssetOrTimeSchedule, AssetWatcher, BaseOperator, CronTriggerTimetable, Param, dag,
+                         task)
 
 
 class SiteOperator(BaseOperator):
@@ -121,7 +127,11 @@ def prepare_failure_emails(job):
 
 @dag(
     dag_id="bench_same_shape",
-    schedule="*/30 * * * *",
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("*/30 * * * *", timezone="UTC"),
+        assets=Asset(name="bench_same_shape_orders", uri="x-bench://orders/refund", group="bench", watchers=[
+            AssetWatcher(name="bench_same_shape_watcher", trigger=FileDeleteTrigger(filepath="/nonexistent/bench"))]),
+    ),
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
@@ -832,7 +842,7 @@ def idle_phase(pg: localpg.PgServer, args: argparse.Namespace, checks: Checks, r
     """Table 4: one refund DAG run for S sites of which B have work, every site mapped (as before issue 15) and
     only the sites with work; a run where no site has work; then the clean over A attempts beside a refund run."""
     busy = busy_sites(args.idle_sites, args.idle_busy)
-    print(f"\n[4/4] Idle and scale: the refund DAG (airflow dags test) for {args.idle_sites} sites, {len(busy)} with "
+    print(f"\n[4/5] Idle and scale: the refund DAG (airflow dags test) for {args.idle_sites} sites, {len(busy)} with "
           f"{args.idle_orders} eligible orders each; then db clean over {args.clean_attempts} attempts")  # fmt: skip
     phase = time.monotonic()
     base_env = airflow_environment()
@@ -960,6 +970,317 @@ def clean_concurrent(pg: localpg.PgServer, args: argparse.Namespace, busy: list[
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Event-driven runs (issue 16): make up's Airflow; a cancellation's way to KOMOJU, and the runs of a burst
+# ---------------------------------------------------------------------------------------------------------------
+
+EVENT_SITES = 5  # the burst's orders are spread over them; the paced cancellations use the first three
+TARGET_EVENT_P95_S = 15.0
+TARGET_BURST_RUNS = 5  # "at most a handful"
+
+# Every order starts open and paid (not eligible); the benchmark cancels them. Order numbers: L (paced one at a
+# time) and B (the burst); payment ids "ev" + the order number padded to 25 characters.
+EVENT_SEED_SQL = """
+INSERT INTO komoju.site (site_id, name, komoju_conn_id)
+SELECT 'ev' || lpad(s::text, 2, '0'), 'Event benchmark site ' || s, 'komoju_default'
+FROM generate_series(1, %(sites)s) AS s;
+
+INSERT INTO komoju.orders
+    (site_id, order_no, status, payment_status, payment_method, komoju_payment_id, total_gross_price, currency)
+SELECT 'ev' || lpad((1 + i %% 3)::text, 2, '0'), 'L' || lpad(i::text, 5, '0'), 'open', 'paid',
+       'KOMOJU_HOSTED_PAGE', 'evl' || lpad(i::text, 22, '0'), 1000, 'JPY'
+FROM generate_series(1, %(paced)s) AS i;
+
+INSERT INTO komoju.orders
+    (site_id, order_no, status, payment_status, payment_method, komoju_payment_id, total_gross_price, currency)
+SELECT 'ev' || lpad((1 + i %% %(sites)s)::text, 2, '0'), 'B' || lpad(i::text, 5, '0'), 'open', 'paid',
+       'KOMOJU_HOSTED_PAGE', 'evb' || lpad(i::text, 22, '0'), 1000, 'JPY'
+FROM generate_series(1, %(burst)s) AS i;
+
+ANALYZE komoju.orders;
+"""
+
+
+CANCEL_ONE = "UPDATE komoju.orders SET status = 'cancelled' WHERE order_no = %(o)s"
+CANCEL_BURST = "UPDATE komoju.orders SET status = 'cancelled' WHERE order_no LIKE 'B%'"
+
+
+def event_payment_id(order_no: str) -> str:
+    return f"ev{order_no[0].lower()}{order_no[1:].rjust(22, '0')}"
+
+
+@dataclass
+class Cancellation:
+    """One order cancelled by the benchmark, and when its refund reached KOMOJU."""
+
+    order_no: str
+    committed_at: float  # wall clock, just after the UPDATE's COMMIT returned
+    received_at: float | None = None  # the emulator's wall clock when the refund POST arrived
+    run: dict[str, Any] | None = None  # the refund run that sent it (Airflow's REST view of the DAG run)
+
+    @property
+    def latency(self) -> float:
+        assert self.received_at is not None
+        return self.received_at - self.committed_at
+
+
+def _epoch(value: str | None) -> float | None:
+    return None if value is None else dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def _percentile(values: list[float], p: float) -> float:
+    """The p-th percentile (nearest rank) of ``values``."""
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))]
+
+
+class EventBench:
+    """The benchmark's own `make up`: a database, the emulator, Airflow's four components (devtools.airflow_stack,
+    with make up's settings), and what it needs to read back (ledger, runs, orders)."""
+
+    def __init__(self, pg: localpg.PgServer, database: str, komoju: EmulatorServer, stack: Any) -> None:
+        self.pg, self.database, self.komoju, self.stack = pg, database, komoju, stack
+        self.conn = pg.connect(database)
+        self.headers: dict[str, str] = {}
+
+    def cancel(self, statement: str, params: dict[str, Any] | None = None) -> float:
+        """Run one UPDATE cancelling orders, in a transaction of its own; the wall clock just after its COMMIT."""
+        with self.conn.cursor() as cur:
+            cur.execute(statement, params)
+        self.conn.commit()
+        return time.time()
+
+    def posts(self) -> dict[str, dict[str, Any]]:
+        """The first refund POST KOMOJU received per payment id."""
+        found: dict[str, dict[str, Any]] = {}
+        for entry in self.komoju.requests_log():
+            if entry["method"] == "POST" and entry["payment_id"] and entry["payment_id"] not in found:
+                found[entry["payment_id"]] = entry
+        return found
+
+    def runs(self) -> list[dict[str, Any]]:
+        return self.stack.dag_runs("komoju_refund_process", self.headers) + self.stack.dag_runs(
+            "komoju_cancel_process", self.headers
+        )
+
+    def watchers(self) -> int:
+        with self.conn.cursor() as cur:
+            cur.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = %s",
+                ("komoju-airflow-watcher",),
+            )
+            (count,) = cur.fetchone()
+        self.conn.commit()
+        return count
+
+    def wait_quiet(self, seconds: float = 8.0, timeout: float = 600) -> None:
+        """Until no cancel or refund run has been queued or running for ``seconds`` (longer than a watcher's quiet
+        interval and the triggerer's loop): whatever events were pending have made their runs and those ended."""
+        quiet_since: list[float] = []
+
+        def quiet() -> bool:
+            if any(run["state"] in ("queued", "running") for run in self.runs()):
+                quiet_since.clear()
+                return False
+            quiet_since[:] = quiet_since or [time.monotonic()]
+            return time.monotonic() - quiet_since[0] >= seconds
+
+        poll_until(quiet, timeout=timeout, interval=1.0, what="no cancel or refund run queued or running")
+
+
+def event_phase(pg: localpg.PgServer, args: argparse.Namespace, checks: Checks, raw: dict[str, Any]) -> None:
+    """Table 5: under a real scheduler and triggerer (make up's Airflow), the time from the UPDATE cancelling a paid
+    order to KOMOJU receiving its refund, over paced cancellations; then the runs one 1,000-row UPDATE makes."""
+    from devtools.airflow_stack import AirflowStack
+    from devtools.ports import free_port
+    from komoju import migrations
+
+    paced, burst = args.event_orders, args.event_burst
+    print(f"\n[5/5] Event-driven runs: Airflow's API server, scheduler (LocalExecutor), DAG processor and triggerer as "
+          f"make up runs them; {paced} paid orders cancelled one by one over about {args.event_spread:g} s, then "
+          f"{burst} in one UPDATE (emulator latency {args.event_latency_ms:g} ms)")  # fmt: skip
+    phase = time.monotonic()
+    name = pg.create_database(prefix="komoju_bench")
+    stack = AirflowStack(home=LOCAL / "events-airflow", logs=LOCAL / "logs" / "events", port=free_port())
+    try:
+        conn = pg.connect(name)
+        try:
+            migrations.upgrade(conn)
+            with conn.cursor() as cur:
+                cur.execute(EVENT_SEED_SQL, {"sites": EVENT_SITES, "paced": paced, "burst": burst})
+            conn.commit()
+        finally:
+            conn.close()
+        scenario = {
+            "description": "komoju-airflow benchmark: event-driven runs",
+            "seed": 16,
+            "settings": {"latency_ms": args.event_latency_ms, "jitter_ms": 0},
+            "faults": [],
+            "merchants": [{"id": MERCHANT_ID, "keys": [SECRET_KEY], "payment_methods": []}],
+        }
+        with EmulatorServer(scenario, mode="subprocess") as komoju:
+            orders = [f"L{i:05d}" for i in range(1, paced + 1)] + [f"B{i:05d}" for i in range(1, burst + 1)]
+            payments = [{"id": event_payment_id(o), "status": "captured", "amount": 1000, "currency": "JPY"}
+                        for o in orders]  # fmt: skip
+            for start in range(0, len(payments), PAYMENT_CHUNK):
+                komoju.add_payments(MERCHANT_ID, payments[start : start + PAYMENT_CHUNK])
+            connections = {
+                "komoju_default": {"conn_type": "komoju", "host": komoju.base_url, "password": SECRET_KEY},
+                "komoju_postgres": pg.airflow_connection(name),
+            }
+            started = time.monotonic()
+            stack.prepare(connections, unpause=("komoju_cancel_process", "komoju_refund_process"))
+            stack.start()
+            stack.wait_serving()
+            bench = EventBench(pg, name, komoju, stack)
+            try:
+                bench.headers = stack.headers()
+                poll_until(lambda: bench.watchers() == 2, timeout=300, interval=1.0,
+                           what="both watchers listening in the triggerer")  # fmt: skip
+                bench.wait_quiet()  # the runs of unpausing and of the watchers' first events are over
+                ready_s = time.monotonic() - started
+                before = {run["dag_run_id"] for run in bench.runs()}
+                rng = random.Random(args.seed)  # noqa: S311 (pacing, not secrets)
+                cancellations = []
+                for order_no in orders[:paced]:
+                    time.sleep(rng.uniform(0, 2 * args.event_spread / paced))  # pacing the cancellations
+                    cancellations.append(Cancellation(order_no, bench.cancel(CANCEL_ONE, {"o": order_no})))
+                poll_until(lambda: len(bench.posts()) >= paced, timeout=600, interval=1.0,
+                           what=f"the refunds of the {paced} cancelled orders at KOMOJU")  # fmt: skip
+                bench.wait_quiet()
+                paced_runs = [run for run in bench.runs() if run["dag_run_id"] not in before]
+                burst_at = bench.cancel(CANCEL_BURST)
+                poll_until(lambda: len(bench.posts()) >= paced + burst, timeout=900, interval=1.0,
+                           what=f"the refunds of the {burst} orders of the burst at KOMOJU")  # fmt: skip
+                bench.wait_quiet()
+                known = before | {run["dag_run_id"] for run in paced_runs}
+                burst_runs = [run for run in bench.runs() if run["dag_run_id"] not in known]
+                posts = bench.posts()
+                runs_by_id = {run["dag_run_id"]: run for run in paced_runs}
+                sent_by = _attempt_runs(pg, name, orders[:paced])
+                for c in cancellations:
+                    c.received_at = posts[event_payment_id(c.order_no)]["received_at"]
+                    c.run = runs_by_id.get(sent_by.get(c.order_no, ""))
+                burst_posts = [posts[event_payment_id(o)]["received_at"] for o in orders[paced:]]
+                verify_event_refunds(pg, name, komoju, orders)
+            finally:
+                bench.conn.close()
+    finally:
+        stack.stop()
+        pg.drop_database(name)
+    latencies = [c.latency for c in cancellations]
+    p50, p95 = _percentile(latencies, 50), _percentile(latencies, 95)
+    print(f"\nPaced cancellations ({time.monotonic() - phase:.0f} s in all, Airflow ready after {ready_s:.0f} s; load "
+          f"average {_load()}):")  # fmt: skip
+    print(event_table(cancellations, paced_runs))
+    print("\n" + event_breakdown(cancellations))
+    refund_events = [r for r in burst_runs if (r["dag_id"], r["run_type"]) == ("komoju_refund_process",
+                                                                                "asset_triggered")]  # fmt: skip
+    first, last = min(burst_posts) - burst_at, max(burst_posts) - burst_at
+    print(f"\nOne UPDATE cancelling {burst} paid orders of {EVENT_SITES} sites (one transaction): "
+          f"{len(burst_runs)} run(s) after it ({_run_kinds(burst_runs)}); first refund at KOMOJU "
+          f"{first:.1f} s after the COMMIT, the last {last:.1f} s after")  # fmt: skip
+    checks.append(("p95 from the cancelling UPDATE to KOMOJU's refund POST", p95 <= TARGET_EVENT_P95_S,
+                   f"{p95:.1f} s (<= {TARGET_EVENT_P95_S:g} s; p50 {p50:.1f} s)"))  # fmt: skip
+    burst_ok = len(burst_runs) <= TARGET_BURST_RUNS and len(refund_events) >= 1
+    checks.append((f"DAG runs made by a {burst}-row burst", burst_ok, f"{len(burst_runs)} (<= {TARGET_BURST_RUNS})"))
+    raw["events"] = {
+        "ready_s": ready_s,
+        "latencies_s": latencies,
+        "p50_s": p50,
+        "p95_s": p95,
+        "paced_runs": [_run_summary(r) for r in paced_runs],
+        "burst_runs": [_run_summary(r) for r in burst_runs],
+        "burst_first_post_s": first,
+        "burst_last_post_s": last,
+    }
+
+
+def _attempt_runs(pg: localpg.PgServer, database: str, order_nos: list[str]) -> dict[str, str]:
+    """The DAG run id whose refund attempt sent each order (komoju.attempt.run_id)."""
+    conn = pg.connect(database)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT order_no, run_id FROM komoju.attempt WHERE job = 'refund' AND order_no = ANY(%s)"
+                        " AND attempt_no = 1", (order_nos,))  # fmt: skip
+            return dict(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def verify_event_refunds(pg: localpg.PgServer, database: str, komoju: EmulatorServer, orders: list[str]) -> None:
+    """Every cancelled order Refunded, with exactly one refund at KOMOJU; nothing else happened at KOMOJU."""
+    conn = pg.connect(database)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FILTER (WHERE komoju_refund_status = 'Refunded'), count(*) FROM komoju.orders")
+            refunded, total = cur.fetchone()
+    finally:
+        conn.close()
+    effects = Counter(e["payment_id"] for e in komoju.ledger() if e["type"] == "effect")
+    expected = {event_payment_id(o) for o in orders}
+    problems = []
+    if (refunded, total) != (len(orders), len(orders)):
+        problems.append(f"{refunded} of {total} orders Refunded (expected all {len(orders)})")
+    if set(effects) != expected or any(n != 1 for n in effects.values()):
+        problems.append(f"{len(effects)} payments refunded at KOMOJU, {sum(effects.values())} effects "
+                        f"(expected exactly one for each of {len(expected)})")  # fmt: skip
+    if problems:
+        raise WrongWork("The event-driven benchmark did the wrong work:\n  " + "\n  ".join(problems))
+
+
+def _run_kinds(runs: list[dict[str, Any]]) -> str:
+    kinds = Counter(f"{r['dag_id'].removeprefix('komoju_').removesuffix('_process')} {r['run_type']}" for r in runs)
+    return ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())) or "none"
+
+
+def _run_summary(run: dict[str, Any]) -> dict[str, Any]:
+    return {k: run.get(k) for k in ("dag_id", "dag_run_id", "run_type", "state", "run_after", "queued_at",
+                                    "start_date", "end_date")}  # fmt: skip
+
+
+def event_table(cancellations: list[Cancellation], runs: list[dict[str, Any]]) -> str:
+    latencies = [c.latency for c in cancellations]
+    headers = ["cancellations", "span s", "p50 s", "p95 s", "max s", "mean s", "min s", "runs (cancel+refund)",
+               "p95 <= 15 s"]  # fmt: skip
+    span = max(c.committed_at for c in cancellations) - min(c.committed_at for c in cancellations)
+    p95 = _percentile(latencies, 95)
+    rows = [[str(len(latencies)), f"{span:.0f}", f"{_percentile(latencies, 50):.1f}", f"{p95:.1f}",
+             f"{max(latencies):.1f}", f"{statistics.mean(latencies):.1f}", f"{min(latencies):.1f}",
+             f"{len(runs)} ({_run_kinds(runs)})", verdict(p95 <= TARGET_EVENT_P95_S)]]  # fmt: skip
+    return table(headers, rows)
+
+
+def event_breakdown(cancellations: list[Cancellation]) -> str:
+    """Where a cancellation's time goes, from Airflow's view of the refund run that sent it: COMMIT -> the run's
+    asset event (run_after: the notification, the watcher, the triggerer's loop) -> the run started (the scheduler)
+    -> KOMOJU received the POST (resolve_sites and refund_site: two task starts under LocalExecutor, the call)."""
+    own, earlier = [], []
+    for c in cancellations:
+        if c.run is None or c.received_at is None:
+            continue
+        run_after, started = _epoch(c.run.get("run_after")), _epoch(c.run.get("start_date"))
+        if run_after is None or started is None:
+            continue
+        parts = (run_after - c.committed_at, started - run_after, c.received_at - started)
+        (own if parts[0] >= 0 else earlier).append(parts)
+    lines = ["Where the time goes (medians, s):"]
+    if own:
+        columns = list(zip(*own, strict=True))
+        event, start, post = (statistics.median(column) for column in columns)
+        lines.append(
+            f"  {len(own)} orders sent by a run made after their COMMIT: COMMIT -> asset event {event:.1f}, -> run "
+            f"started {start:.1f} (max {max(columns[1]):.1f}: waiting for the run before), -> refund POST {post:.1f}"
+        )
+    if earlier:
+        lines.append(f"  {len(earlier)} orders picked up by a run already made when they were cancelled (its "
+                     "resolve_sites read them)")  # fmt: skip
+    others = len(cancellations) - len(own) - len(earlier)
+    if others:
+        lines.append(f"  {others} orders sent by a run that is not asset-triggered (a cron sweep)")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -1003,6 +1324,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--clean-job-concurrency", type=int, default=2,
                         help="max_concurrency of the run beside the clean (default 2)")  # fmt: skip
+    parser.add_argument(
+        "--skip-events",
+        action="store_true",
+        help="skip the event-driven section (~9 min: Airflow started, paced cancellations, a burst)",
+    )
+    parser.add_argument(
+        "--event-orders",
+        type=int,
+        default=60,
+        help="paid orders cancelled one at a time, each timed to its refund (default 60)",
+    )
+    parser.add_argument(
+        "--event-spread",
+        type=float,
+        default=240.0,
+        help="seconds the paced cancellations are spread over, at random gaps (default 240)",
+    )
+    parser.add_argument(
+        "--event-burst",
+        type=int,
+        default=1000,
+        help="paid orders cancelled by the one UPDATE of the burst (default 1000)",
+    )
+    parser.add_argument(
+        "--event-latency-ms", type=float, default=50.0, help="emulator latency in the event-driven section (default 50)"
+    )
+    parser.add_argument("--seed", type=int, default=16, help="seed of the paced cancellations' gaps (default 16)")
     parser.add_argument("--parse-repeats", type=int, default=21, help="timed parses per DAG file (default 21)")
     parser.add_argument("--json", type=Path, default=LOCAL / "last.json", help="where to save the raw results")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is not met")
@@ -1030,7 +1378,7 @@ Checks = list[tuple[str, bool, str]]
 
 def throughput_phase(pg: localpg.PgServer, args: argparse.Namespace, checks: Checks, raw: dict[str, Any]) -> None:
     """Table 1: the refund job at C and at C=1, N orders, latency L."""
-    print(f"\n[2/4] Throughput: refund job for 1 of {args.sites} sites, {args.orders} eligible orders each")
+    print(f"\n[2/5] Throughput: refund job for 1 of {args.sites} sites, {args.orders} eligible orders each")
     phase = time.monotonic()
     concurrencies = [args.concurrency] + ([] if args.skip_sequential or args.concurrency == 1 else [1])
     runs: dict[int, list[JobRun]] = {c: [] for c in concurrencies}
@@ -1072,7 +1420,7 @@ def throughput_phase(pg: localpg.PgServer, args: argparse.Namespace, checks: Che
 def memory_phase(pg: localpg.PgServer, args: argparse.Namespace, checks: Checks, raw: dict[str, Any]) -> None:
     """Table 2: peak RSS of a run with SMALL and with LARGE eligible orders for one site, L=0."""
     small, large = args.memory_orders
-    print(f"\n[3/4] Memory: {small} vs {large} eligible orders for one site, L=0, C={args.concurrency}")
+    print(f"\n[3/5] Memory: {small} vs {large} eligible orders for one site, L=0, C={args.concurrency}")
     phase = time.monotonic()
     memory = [
         measure_job(
@@ -1098,7 +1446,7 @@ def memory_phase(pg: localpg.PgServer, args: argparse.Namespace, checks: Checks,
 
 def parse_phase(args: argparse.Namespace, checks: Checks, raw: dict[str, Any]) -> None:
     """Table 3: each DAG file's parse time next to an empty DAG's and an Airflow-only DAG of the same shape."""
-    print(f"\n[1/4] DAG parse: DagBag(dag_folder=<file>), {args.parse_repeats} timed parses per file")
+    print(f"\n[1/5] DAG parse: DagBag(dag_folder=<file>), {args.parse_repeats} timed parses per file")
     phase = time.monotonic()
     folder = LOCAL / "empty_dag"
     shutil.rmtree(folder, ignore_errors=True)
@@ -1141,7 +1489,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"komoju-airflow benchmark on {os.cpu_count()} CPUs, load average {_load()} at start")
     if not args.skip_parse:  # first, while the machine is quiet: the other phases keep both cores busy
         parse_phase(args, checks, raw)
-    if not (args.skip_throughput and args.skip_memory and args.skip_idle):
+    if not (args.skip_throughput and args.skip_memory and args.skip_idle and args.skip_events):
         with postgres() as pg:
             print(f"PostgreSQL: {pg.origin}")
             if not args.skip_throughput:
@@ -1150,9 +1498,10 @@ def main(argv: list[str] | None = None) -> int:
                 memory_phase(pg, args, checks, raw)
             if not args.skip_idle:
                 idle_phase(pg, args, checks, raw)
-    print(
-        f"\nTargets (issues 6 and 15), total time {time.monotonic() - begun:.0f} s, load average {_load()} at the end:"
-    )
+            if not args.skip_events:
+                event_phase(pg, args, checks, raw)
+    print(f"\nTargets (issues 6, 15 and 16), total time {time.monotonic() - begun:.0f} s, load average {_load()} at "
+          "the end:")  # fmt: skip
     for name, met, value in checks:
         print(f"  {verdict(met):<8} {name}: {value}")
     raw["checks"] = [{"name": n, "met": m, "value": v} for n, m, v in checks]

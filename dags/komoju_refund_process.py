@@ -28,7 +28,11 @@ in which no site has work runs no site task (*skipped*) and succeeds.
 (`komoju.site.notify_emails`, in its `email_locale`), asking to settle them in the KOMOJU dashboard.
 
 **Params**: `site_ids` (empty = every active site), `dry_run` (list only), `max_attempts`, `max_concurrency`.
-Schedule: every 30 minutes, or `KOMOJU_REFUND_SCHEDULE` (cron, or `none`).
+
+**Schedule**: every 30 minutes (`KOMOJU_REFUND_SCHEDULE`: cron, or `none`), **and** within seconds of an order becoming
+eligible: the asset `komoju_orders_refund` gets an event from its watcher in the triggerer, which listens for the
+status database's notifications. The cron stays as the sweep for notifications nobody heard.
+`KOMOJU_EVENT_DRIVEN=off`: the cron alone.
 """
 
 from airflow.providers.standard.operators.empty import EmptyOperator
@@ -41,7 +45,7 @@ from komoju.tasks import prepare_failure_emails, resolve_sites
 
 @dag(
     dag_id="komoju_refund_process",
-    schedule=dag_support.schedule("KOMOJU_REFUND_SCHEDULE", "*/30 * * * *"),
+    schedule=dag_support.order_job_schedule("refund", "KOMOJU_REFUND_SCHEDULE", "*/30 * * * *"),
     start_date=dag_support.START_DATE,
     catchup=False,
     max_active_runs=1,

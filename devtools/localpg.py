@@ -69,6 +69,17 @@ class PgServer:
         _run_as(self._owner, [_pg_bin("pg_ctl"), "stop", "-D", str(self.data_dir / "data"), "-m", "fast", "-w"])
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
+    def restart(self) -> None:
+        """Restart a throwaway cluster (fast shutdown: every session is cut, as in a database failover); returns
+        once it accepts connections again. A server we only found is never restarted."""
+        if self.data_dir is None:
+            raise RuntimeError(f"Only a throwaway cluster is restarted by the tests, not the server of {self.origin}.")
+        _run_as(
+            self._owner,
+            [_pg_bin("pg_ctl"), "restart", "-D", str(self.data_dir / "data"), "-m", "fast", "-w", "-t", "60", "-l",
+             str(self.data_dir / "log")],
+        )  # fmt: skip
+
     def _admin(self, statement: sql.Composed) -> None:
         conn = self.connect()
         try:

@@ -15,8 +15,9 @@ import html
 import json
 import random
 import re
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
@@ -59,6 +60,7 @@ class _Call:
     method: str
     path: str
     started: float
+    received_at: float = field(default_factory=time.time)  # wall clock, seconds since the epoch
     merchant_id: str | None = None
     payment_id: str | None = None
     idempotency_key: str | None = None
@@ -205,6 +207,7 @@ class Emulator:
             status=None if isinstance(response, DroppedConnection) else response.status_code,
             fault=call.fault.kind if call.fault else None,
             replayed=call.replayed,
+            received_at=round(call.received_at, 6),
         )
         return response
 

@@ -402,11 +402,15 @@ class Ledger:
         status: int | None,
         fault: str | None,
         replayed: bool,
+        received_at: float | None = None,
     ) -> dict[str, Any]:
-        """Record one API request (``status`` is None when no response reached the wire)."""
+        """Record one API request (``status`` is None when no response reached the wire). ``received_at``: when
+        it arrived, in seconds since the epoch on this machine's wall clock (not the emulator's clock, which tests
+        move), so that a benchmark can time it against its own writes; ``time`` is when it was answered."""
         return self._append(
             {
                 "type": "request",
+                "received_at": received_at,
                 "merchant_id": merchant_id,
                 "method": method,
                 "path": path,

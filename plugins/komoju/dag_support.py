@@ -25,6 +25,50 @@ def schedule(variable: str, default: str | None) -> str | None:
     return None if value.lower() in ("none", "manual", "off") else value
 
 
+EVENT_DRIVEN_VALUES = {"on": True, "1": True, "true": True, "yes": True, "off": False, "0": False, "false": False,
+                       "no": False}  # fmt: skip
+
+
+def event_driven() -> bool:
+    """``KOMOJU_EVENT_DRIVEN``: on (the default) or off. A value that says neither stops the DAG files from
+    parsing, with this message, rather than guessing."""
+    value = os.environ.get("KOMOJU_EVENT_DRIVEN", "").strip().lower()
+    if not value:
+        return True
+    if value not in EVENT_DRIVEN_VALUES:
+        raise ValueError(f"KOMOJU_EVENT_DRIVEN must be on or off, got {value!r}.")
+    return EVENT_DRIVEN_VALUES[value]
+
+
+def order_job_schedule(job: str, variable: str, default: str) -> Any:
+    """The cancel or refund DAG's schedule: its cron (``$variable``, else ``default``) or, when event-driven
+    (``KOMOJU_EVENT_DRIVEN``, on by default), that same cron **or** an event of the job's asset, which a watcher in
+    Airflow's triggerer updates when orders become eligible (``komoju.events``). With ``KOMOJU_EVENT_DRIVEN=off``,
+    or a schedule of ``none`` (runs by hand only), the cron string alone, exactly as before issue 16."""
+    cron = schedule(variable, default)
+    if cron is None or cron in ("@once", "@continuous") or not event_driven():
+        return cron
+    from airflow.sdk import AssetOrTimeSchedule
+
+    from komoju.events import order_asset
+
+    return AssetOrTimeSchedule(timetable=cron_timetable(cron), assets=order_asset(job))
+
+
+def cron_timetable(cron: str) -> Any:
+    """The timetable Airflow makes of the schedule string ``cron`` for these DAGs (whose dates are in UTC): a
+    ``CronTriggerTimetable``, or a ``CronDataIntervalTimetable`` where ``[scheduler] create_cron_data_intervals``
+    says so, as a plain ``schedule=cron`` would give."""
+    import pendulum
+    from airflow.sdk import CronDataIntervalTimetable, CronTriggerTimetable
+    from airflow.sdk.configuration import conf
+
+    timezone = pendulum.instance(START_DATE).timezone  # the DAG's timezone, as Airflow derives it from start_date
+    if conf.getboolean("scheduler", "create_cron_data_intervals"):
+        return CronDataIntervalTimetable(cron, timezone=timezone)
+    return CronTriggerTimetable(cron, timezone=timezone)
+
+
 def batch_size() -> int:
     """Orders read, locked and written per database round trip by the cancel and refund jobs:
     ``KOMOJU_BATCH_SIZE`` (default 200)."""

@@ -1,4 +1,5 @@
-"""psycopg2 connections to the status database, opened from the ``komoju_postgres`` Airflow connection."""
+"""Connections to the status database, opened from the ``komoju_postgres`` Airflow connection: psycopg2 for the jobs,
+the same libpq settings for the asset watchers' psycopg 3 (async) connections in the triggerer."""
 
 from __future__ import annotations
 
@@ -38,20 +39,47 @@ def connect_kwargs(conn_id: str = DEFAULT_CONN_ID) -> dict[str, Any]:
     try:
         conn = BaseHook.get_connection(conn_id)
     except AirflowNotFoundException as exc:
-        raise ConnectionError(
-            f"The Airflow connection '{conn_id}' for the komoju status database does not exist. Create it "
-            f"(`airflow connections add {conn_id} --conn-type postgres ...` or AIRFLOW_CONN_{conn_id.upper()})."
-        ) from exc
+        raise ConnectionError(_missing(conn_id)) from exc
+    return libpq_kwargs(conn, conn.extra_dejson, APPLICATION_NAME)
+
+
+async def aconnect_kwargs(conn_id: str = DEFAULT_CONN_ID, application_name: str = APPLICATION_NAME) -> dict[str, Any]:
+    """:func:`connect_kwargs` for async code (Airflow's triggerer): the connection is read without blocking the event
+    loop, and its extra through ``aextra_dejson`` (the synchronous one would deadlock there)."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        conn = await BaseHook.aget_connection(conn_id)
+    except AirflowNotFoundException as exc:
+        raise ConnectionError(_missing(conn_id)) from exc
+    return libpq_kwargs(conn, await conn.aextra_dejson(), application_name)
+
+
+def libpq_kwargs(conn: Any, extra: dict[str, Any], application_name: str) -> dict[str, Any]:
+    """libpq keyword arguments (psycopg2 and psycopg 3 take the same) from an Airflow connection and its extra."""
     kwargs: dict[str, Any] = {
         "host": conn.host or None,
         "port": conn.port or None,
         "user": conn.login or None,
         "password": conn.password or None,
         "dbname": conn.schema or None,
-        "application_name": APPLICATION_NAME,
+        "application_name": application_name,
     }
-    kwargs.update({k: v for k, v in conn.extra_dejson.items() if k in _PASSTHROUGH_EXTRAS})
+    kwargs.update({k: v for k, v in extra.items() if k in _PASSTHROUGH_EXTRAS})
     return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def where(kwargs: dict[str, Any]) -> str:
+    """``host:port/dbname`` of libpq keyword arguments, for messages (never the login or password)."""
+    return f"{kwargs.get('host', 'local socket')}:{kwargs.get('port', 5432)}/{kwargs.get('dbname', '')}"
+
+
+def _missing(conn_id: str) -> str:
+    return (
+        f"The Airflow connection '{conn_id}' for the komoju status database does not exist. Create it "
+        f"(`airflow connections add {conn_id} --conn-type postgres ...` or AIRFLOW_CONN_{conn_id.upper()})."
+    )
 
 
 def connect(conn_id: str = DEFAULT_CONN_ID) -> psycopg2.extensions.connection:
@@ -62,8 +90,7 @@ def connect(conn_id: str = DEFAULT_CONN_ID) -> psycopg2.extensions.connection:
     try:
         return psycopg2.connect(**kwargs)
     except psycopg2.OperationalError as exc:
-        where = f"{kwargs.get('host', 'local socket')}:{kwargs.get('port', 5432)}/{kwargs.get('dbname', '')}"
         raise ConnectionError(
-            f"Could not connect to the komoju status database ({where}) of Airflow connection "
+            f"Could not connect to the komoju status database ({where(kwargs)}) of Airflow connection "
             f"'{conn_id}': {str(exc).strip()}. Check that connection's host, port, login and database."
         ) from exc

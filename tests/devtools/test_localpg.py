@@ -6,6 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import psycopg2
 import pytest
 
 from devtools import localpg
@@ -49,6 +50,13 @@ def test_throwaway_cluster_starts_serves_and_disappears():
         with server.connect(name) as conn, conn.cursor() as cur:
             cur.execute("SELECT current_user, current_setting('port')::int")
             assert cur.fetchone() == ("postgres", server.params["port"])
+        conn.close()
+        session = server.connect(name)
+        server.restart()  # cuts every session, and serves again when it returns
+        with pytest.raises(psycopg2.OperationalError), session.cursor() as cur:
+            cur.execute("SELECT 1")
+        with server.connect(name) as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1")
         conn.close()
         server.drop_database(name)
     finally:

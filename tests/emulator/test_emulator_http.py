@@ -495,6 +495,20 @@ def test_bad_fault_rules_are_refused(emu: EmulatorServer) -> None:
 # -- ledger and control endpoints -----------------------------------------------------------------------
 
 
+def test_ledger_requests_carry_the_wall_clock_time_they_arrived(emu: EmulatorServer,
+                                                                 komoju_session: SessionFactory) -> None:  # fmt: skip
+    """``received_at``: seconds since the epoch on this machine, when the request arrived (before the answer's
+    latency), whatever the emulator's own clock says (benchmarks time requests against their own writes)."""
+    emu.set_settings(latency_ms=300)
+    emu.advance_clock(3600)
+    before = time.time()
+    komoju_session(JP_KEY).post(cancel_url(emu, PENDING), headers=keyed("arrival"), timeout=TIMEOUT)
+    after = time.time()
+    entry = last_request(emu)
+    assert before <= entry["received_at"] <= before + 0.25 < after
+    assert after - before >= 0.3
+
+
 def test_ledger_never_contains_a_secret_key(emu: EmulatorServer, komoju_session: SessionFactory) -> None:
     keys = [JP_KEY, JP_FORBIDDEN_KEY, GLOBAL_KEY, "sk_test_typo_secret"]
     for key in keys:
