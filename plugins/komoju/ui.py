@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 from airflow.api_fastapi.core_api.security import get_user
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -458,11 +459,16 @@ def create_app() -> FastAPI:
     @api.post("/sites/{site_id}", dependencies=changes)
     async def save_site(request: Request, site_id: str, conn: Database, permissions: Allowed) -> dict[str, Any]:
         """Change the site settings the request names (and no other)."""
-        site = _site_or_404(conn, site_id)
-        _refuse(permissions.site_refusal(site.komoju_conn_id))
-        wanted = settings.parse(await change_request(request), settings.SITE_FIELDS, partial=True)
-        actor = _actor(permissions)
-        return _changed(audit.apply(conn, lambda: store.update_site(conn, site_id, wanted, actor), actor))
+        body = await change_request(request)
+
+        def save() -> dict[str, Any]:  # blocking database work, off the API server's event loop
+            site = _site_or_404(conn, site_id)
+            _refuse(permissions.site_refusal(site.komoju_conn_id))
+            wanted = settings.parse(body, settings.SITE_FIELDS, partial=True)
+            actor = _actor(permissions)
+            return _changed(audit.apply(conn, lambda: store.update_site(conn, site_id, wanted, actor), actor))
+
+        return await run_in_threadpool(save)
 
     # A payment-method change: the fields it needs, and the store function that makes it with their values (in
     # that order, after the site id).
@@ -482,13 +488,16 @@ def create_app() -> FastAPI:
         _refuse(permissions.methods_refusal())
         wanted = settings.parse(await change_request(request), fields, partial=False)
         actor = _actor(permissions)
-        done = audit.apply(
-            conn,
-            lambda: make(conn, site_id, *(wanted[name] for name in fields), actor),
-            actor,
-            dag_id=access.PAYMENT_METHODS_DAG,
-        )
-        return _changed(done)
+
+        def apply() -> list[FieldChange]:  # blocking database work, off the API server's event loop
+            return audit.apply(
+                conn,
+                lambda: make(conn, site_id, *(wanted[name] for name in fields), actor),
+                actor,
+                dag_id=access.PAYMENT_METHODS_DAG,
+            )
+
+        return _changed(await run_in_threadpool(apply))
 
     @api.get("/runs/{dag_id}/{run_id}")
     def run_outcomes(dag_id: str, run_id: str, conn: Database, permissions: Allowed) -> dict[str, Any]:
