@@ -37,9 +37,11 @@ from komoju.tasks import resolve_sites
     tags=[*dag_support.TAGS, "payment-methods"],
 )
 def komoju_update_payment_methods():
+    sites = resolve_sites()  # every active site, or those named in site_ids
     KomojuSyncPaymentMethodsOperator.partial(
-        task_id="sync_site", map_index_template="{{ task.site_id }}"
-    ).expand(site_id=resolve_sites())
+        task_id="sync_site",
+        map_index_template="{{ task.site_id }}",
+    ).expand(site_id=sites)
 
 
 komoju_update_payment_methods()
