@@ -10,11 +10,14 @@ exactly one refund effect per order: otherwise the benchmark fails.
 
 The "idle and scale" section (issue 15) runs the whole refund DAG with ``airflow dags test`` for 100 sites of which 3
 have work, mapping every site (``KOMOJU_MAP_ALL_SITES=1``, the behaviour before) and only those with work, and then
-``python -m komoju db clean --yes`` over 1,000,000 attempts while a refund run works beside it.
+``python -m komoju db clean --yes`` over 1,000,000 attempts while a refund run works beside it. The "event-driven"
+section (issue 16) starts ``make up``'s Airflow (scheduler and triggerer), times paced cancellations from the
+``UPDATE`` to KOMOJU receiving the refund POST, and counts the runs one 1,000-row burst makes.
 
     .venv/bin/python bench/run.py                      # defaults: N=2000, S=3, L=20 ms, C=8, + memory + parse
-    .venv/bin/python bench/run.py --skip-memory        # quick: throughput and parse tables only
-    .venv/bin/python bench/run.py --skip-parse --skip-throughput --skip-memory   # the idle and scale section only
+    .venv/bin/python bench/run.py --skip-memory --skip-idle --skip-events   # quick: throughput and parse only
+    .venv/bin/python bench/run.py --skip-parse --skip-throughput --skip-memory --skip-events   # idle and scale only
+    .venv/bin/python bench/run.py --skip-parse --skip-throughput --skip-memory --skip-idle     # event-driven only
     make bench BENCH_ARGS="--orders 5000 --concurrency 16"
 """
 
