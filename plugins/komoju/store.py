@@ -1,7 +1,9 @@
 """Everything the jobs keep in PostgreSQL, one function per named statement in ``include/sql/queries``.
 
 The store knows Postgres and nothing about HTTP; callers pass an open psycopg2 connection and decide when
-to commit, except where a function says it commits (a unit of work that must be whole).
+to commit, except where a function says it commits (a unit of work that must be whole): such a function runs
+its statements in ``with conn, conn.cursor() as cur:``, psycopg2's transaction block, which commits when the
+block ends and rolls back on any exception (it does not close the connection).
 """
 
 from __future__ import annotations
@@ -192,14 +194,9 @@ def method_rows(items: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str, Any]
 def sync_payment_methods(conn: Connection, site_id: str, items: Iterable[Mapping[str, Any]]) -> SyncCounts:
     """Store what KOMOJU returned for the site, keeping the merchant's toggles and order; commits."""
     rows, ignored = method_rows(items)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(query("payment_methods_sync"), {"site_id": site_id, "methods": json.dumps(rows)})
-            added, refreshed, vanished = cur.fetchone()
-        conn.commit()
-    except BaseException:
-        conn.rollback()
-        raise
+    with conn, conn.cursor() as cur:  # commits, or rolls back on any exception
+        cur.execute(query("payment_methods_sync"), {"site_id": site_id, "methods": json.dumps(rows)})
+        added, refreshed, vanished = cur.fetchone()
     return SyncCounts(added, refreshed, vanished, ignored)
 
 
@@ -390,22 +387,17 @@ def start_attempts(
     if not new and not resent:
         return
     job = _job(job)
-    try:
-        with conn.cursor() as cur:
-            if new:
-                cur.execute(
-                    query("attempts_start"),
-                    {"job": job, "site_id": site_id, "run_id": run_id, "attempts": json.dumps(list(new))},
-                )
-            if resent:
-                cur.execute(
-                    query("attempts_retry"),
-                    {"job": job, "site_id": site_id, "run_id": run_id, "attempts": json.dumps(list(resent))},
-                )
-        conn.commit()
-    except BaseException:
-        conn.rollback()
-        raise
+    with conn, conn.cursor() as cur:  # commits, or rolls back on any exception
+        if new:
+            cur.execute(
+                query("attempts_start"),
+                {"job": job, "site_id": site_id, "run_id": run_id, "attempts": json.dumps(list(new))},
+            )
+        if resent:
+            cur.execute(
+                query("attempts_retry"),
+                {"job": job, "site_id": site_id, "run_id": run_id, "attempts": json.dumps(list(resent))},
+            )
 
 
 def write_results(
@@ -440,30 +432,25 @@ def write_results(
         ("attempts_mark_pending", pending),
         (f"{job}_status_write", statuses),
     )
-    try:
-        with conn.cursor() as cur:
-            for name, rows in statements:
-                if rows:
-                    cur.execute(query(name), {"job": job, "site_id": site_id, "results": json.dumps(list(rows))})
-            if failures:
-                cur.execute(
-                    query("final_failures_record"),
-                    {
-                        "job": job,
-                        "site_id": site_id,
-                        "run_id": run_id,
-                        "failures": json.dumps(list(failures), default=str),
-                    },
-                )
-            if links:
-                cur.execute(
-                    query("customer_links_record"),
-                    {"job": job, "site_id": site_id, "links": json.dumps(list(links), default=str)},
-                )
-        conn.commit()
-    except BaseException:
-        conn.rollback()
-        raise
+    with conn, conn.cursor() as cur:  # commits, or rolls back on any exception
+        for name, rows in statements:
+            if rows:
+                cur.execute(query(name), {"job": job, "site_id": site_id, "results": json.dumps(list(rows))})
+        if failures:
+            cur.execute(
+                query("final_failures_record"),
+                {
+                    "job": job,
+                    "site_id": site_id,
+                    "run_id": run_id,
+                    "failures": json.dumps(list(failures), default=str),
+                },
+            )
+        if links:
+            cur.execute(
+                query("customer_links_record"),
+                {"job": job, "site_id": site_id, "links": json.dumps(list(links), default=str)},
+            )
 
 
 def _job(job: str) -> str:
@@ -574,26 +561,21 @@ def create_notification(
     mail_domain: str,
 ) -> Notification:
     """Record an e-mail carrying ``failure_ids`` and ``link_ids`` (those in no e-mail yet); commits."""
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                query("notification_create"),
-                {
-                    "job": _job(job),
-                    "site_id": site_id,
-                    "recipients": list(recipients),
-                    "subject": subject,
-                    "run_id": run_id,
-                    "mail_domain": mail_domain,
-                    "failure_ids": list(failure_ids),
-                    "link_ids": list(link_ids),
-                },
-            )
-            notification = Notification(*cur.fetchone())
-        conn.commit()
-    except BaseException:
-        conn.rollback()
-        raise
+    with conn, conn.cursor() as cur:  # commits, or rolls back on any exception
+        cur.execute(
+            query("notification_create"),
+            {
+                "job": _job(job),
+                "site_id": site_id,
+                "recipients": list(recipients),
+                "subject": subject,
+                "run_id": run_id,
+                "mail_domain": mail_domain,
+                "failure_ids": list(failure_ids),
+                "link_ids": list(link_ids),
+            },
+        )
+        notification = Notification(*cur.fetchone())
     return notification
 
 
@@ -770,13 +752,8 @@ def record_site_checks(conn: Connection, job: str, run_id: str, had_work: Mappin
     if not had_work:
         return
     checks = [{"site_id": site_id, "had_work": bool(work)} for site_id, work in had_work.items()]
-    try:
-        with conn.cursor() as cur:
-            cur.execute(query("site_checks_record"), {"job": _job(job), "run_id": run_id, "checks": json.dumps(checks)})
-        conn.commit()
-    except BaseException:
-        conn.rollback()
-        raise
+    with conn, conn.cursor() as cur:  # commits, or rolls back on any exception
+        cur.execute(query("site_checks_record"), {"job": _job(job), "run_id": run_id, "checks": json.dumps(checks)})
 
 
 @dataclass(frozen=True)
@@ -848,25 +825,20 @@ def clean_attempts_batch(
 ) -> AttemptsBatch:
     """Look at the next ``limit`` attempts after ``after``; delete those that may go when ``delete``; commits."""
     job, site_id, order_no, attempt_no = after
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                query("retention_attempts"),
-                {
-                    "cutoff": cutoff,
-                    "after_job": job,
-                    "after_site_id": site_id,
-                    "after_order_no": order_no,
-                    "after_attempt_no": attempt_no,
-                    "batch": limit,
-                    "delete": delete,
-                },
-            )
-            scanned, removable, removed, last_job, last_site_id, last_order_no, last_attempt_no = cur.fetchone()
-        conn.commit()
-    except BaseException:
-        conn.rollback()
-        raise
+    with conn, conn.cursor() as cur:  # commits, or rolls back on any exception
+        cur.execute(
+            query("retention_attempts"),
+            {
+                "cutoff": cutoff,
+                "after_job": job,
+                "after_site_id": site_id,
+                "after_order_no": order_no,
+                "after_attempt_no": attempt_no,
+                "batch": limit,
+                "delete": delete,
+            },
+        )
+        scanned, removable, removed, last_job, last_site_id, last_order_no, last_attempt_no = cur.fetchone()
     last = None if last_job is None else (last_job, last_site_id, last_order_no, last_attempt_no)
     return AttemptsBatch(scanned, removable, removed, last)
 
@@ -889,17 +861,12 @@ def clean_notifications_batch(
     conn: Connection, *, cutoff: Any, after_id: int, limit: int, delete: bool
 ) -> NotificationsBatch:
     """Look at the next ``limit`` e-mails after ``after_id``; delete what may go when ``delete``; commits."""
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                query("retention_notifications"),
-                {"cutoff": cutoff, "after_id": after_id, "batch": limit, "delete": delete},
-            )
-            row = cur.fetchone()
-        conn.commit()
-    except BaseException:
-        conn.rollback()
-        raise
+    with conn, conn.cursor() as cur:  # commits, or rolls back on any exception
+        cur.execute(
+            query("retention_notifications"),
+            {"cutoff": cutoff, "after_id": after_id, "batch": limit, "delete": delete},
+        )
+        row = cur.fetchone()
     return NotificationsBatch(*row)
 
 
