@@ -2,6 +2,7 @@ import { Table } from "@chakra-ui/react";
 
 import type { OrderJob, StatusCounts } from "../api";
 import { useLocale } from "../locale";
+import { DataTable } from "./DataTable";
 import { OrderStatusBadge } from "./StateBadge";
 
 const STATUS_ORDER = ["to_do", "Cancelled", "Refunded", "Pending", "Rejected", "Failed", "no_payment_id"];
@@ -21,43 +22,41 @@ export const OrderCounts = ({ counts }: { readonly counts: Partial<Record<OrderJ
   ];
 
   return (
-    <Table.ScrollArea borderColor="border" borderRadius="md" borderWidth="1px">
-      <Table.Root data-testid="komoju-order-counts" size="sm">
-        <Table.Header>
-          <Table.Row bg="bg.muted">
-            <Table.ColumnHeader>{text.status}</Table.ColumnHeader>
-            {jobs.map((job) => (
-              <Table.ColumnHeader data-job={job} key={job} textAlign="end" whiteSpace="nowrap">
-                {text.jobs[job]}
-              </Table.ColumnHeader>
-            ))}
-          </Table.Row>
-        </Table.Header>
-        <Table.Body>
-          {statuses.map((status) => (
-            <Table.Row data-status={status} key={status}>
-              <Table.Cell>
-                <OrderStatusBadge status={status} />
-              </Table.Cell>
-              {jobs.map((job) => {
-                const value = counts[job]?.[status];
-
-                return (
-                  <Table.Cell
-                    color={value ? undefined : "fg.muted"}
-                    data-job={job}
-                    key={job}
-                    textAlign="end"
-                    whiteSpace="nowrap"
-                  >
-                    {value === undefined ? "—" : count(value)}
-                  </Table.Cell>
-                );
-              })}
-            </Table.Row>
+    <DataTable
+      header={
+        <>
+          <Table.ColumnHeader>{text.status}</Table.ColumnHeader>
+          {jobs.map((job) => (
+            <Table.ColumnHeader data-job={job} key={job} textAlign="end" whiteSpace="nowrap">
+              {text.jobs[job]}
+            </Table.ColumnHeader>
           ))}
-        </Table.Body>
-      </Table.Root>
-    </Table.ScrollArea>
+        </>
+      }
+      testId="komoju-order-counts"
+    >
+      {statuses.map((status) => (
+        <Table.Row data-status={status} key={status}>
+          <Table.Cell>
+            <OrderStatusBadge status={status} />
+          </Table.Cell>
+          {jobs.map((job) => {
+            const value = counts[job]?.[status];
+
+            return (
+              <Table.Cell
+                color={value ? undefined : "fg.muted"}
+                data-job={job}
+                key={job}
+                textAlign="end"
+                whiteSpace="nowrap"
+              >
+                {value === undefined ? "—" : count(value)}
+              </Table.Cell>
+            );
+          })}
+        </Table.Row>
+      ))}
+    </DataTable>
   );
 };

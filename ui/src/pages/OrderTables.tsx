@@ -1,6 +1,7 @@
 import { Link, Table } from "@chakra-ui/react";
 
 import type { OrderToSettle, PendingOrder } from "../api";
+import { DataTable } from "../components/DataTable";
 import { Muted } from "../components/Notes";
 import { OrderStatusBadge } from "../components/StateBadge";
 import { useLocale } from "../locale";
@@ -14,40 +15,39 @@ export const OrdersToSettle = ({ orders }: { readonly orders: readonly OrderToSe
   }
 
   return (
-    <Table.ScrollArea borderColor="border" borderRadius="md" borderWidth="1px" mt={2}>
-      <Table.Root data-testid="komoju-to-settle-table" size="sm">
-        <Table.Header>
-          <Table.Row bg="bg.muted">
-            <Table.ColumnHeader>{text.job}</Table.ColumnHeader>
-            <Table.ColumnHeader>{text.orderNo}</Table.ColumnHeader>
-            <Table.ColumnHeader>{text.status}</Table.ColumnHeader>
-            <Table.ColumnHeader textAlign="end">{text.amount}</Table.ColumnHeader>
-            <Table.ColumnHeader>{text.komojuReason}</Table.ColumnHeader>
-            <Table.ColumnHeader>{text.recordedAt}</Table.ColumnHeader>
-            <Table.ColumnHeader>{text.emailedAt}</Table.ColumnHeader>
-          </Table.Row>
-        </Table.Header>
-        <Table.Body>
-          {orders.map((order) => (
-            <Table.Row data-order-no={order.order_no} key={`${order.job} ${order.order_no}`}>
-              <Table.Cell whiteSpace="nowrap">{text.jobShort[order.job] ?? order.job}</Table.Cell>
-              <Table.Cell fontFamily="mono">{order.order_no}</Table.Cell>
-              <Table.Cell>
-                <OrderStatusBadge status={order.status} />
-              </Table.Cell>
-              <Table.Cell textAlign="end" whiteSpace="nowrap">
-                {order.amount_text}
-              </Table.Cell>
-              <Table.Cell minW="16rem">{order.reason}</Table.Cell>
-              <Table.Cell whiteSpace="nowrap">{dateTime(order.recorded_at)}</Table.Cell>
-              <Table.Cell color={order.emailed_at ? undefined : "fg.muted"} whiteSpace="nowrap">
-                {order.emailed_at ? dateTime(order.emailed_at) : text.notEmailed}
-              </Table.Cell>
-            </Table.Row>
-          ))}
-        </Table.Body>
-      </Table.Root>
-    </Table.ScrollArea>
+    <DataTable
+      header={
+        <>
+          <Table.ColumnHeader>{text.job}</Table.ColumnHeader>
+          <Table.ColumnHeader>{text.orderNo}</Table.ColumnHeader>
+          <Table.ColumnHeader>{text.status}</Table.ColumnHeader>
+          <Table.ColumnHeader textAlign="end">{text.amount}</Table.ColumnHeader>
+          <Table.ColumnHeader>{text.komojuReason}</Table.ColumnHeader>
+          <Table.ColumnHeader>{text.recordedAt}</Table.ColumnHeader>
+          <Table.ColumnHeader>{text.emailedAt}</Table.ColumnHeader>
+        </>
+      }
+      mt={2}
+      testId="komoju-to-settle-table"
+    >
+      {orders.map((order) => (
+        <Table.Row data-order-no={order.order_no} key={`${order.job} ${order.order_no}`}>
+          <Table.Cell whiteSpace="nowrap">{text.jobShort[order.job] ?? order.job}</Table.Cell>
+          <Table.Cell fontFamily="mono">{order.order_no}</Table.Cell>
+          <Table.Cell>
+            <OrderStatusBadge status={order.status} />
+          </Table.Cell>
+          <Table.Cell textAlign="end" whiteSpace="nowrap">
+            {order.amount_text}
+          </Table.Cell>
+          <Table.Cell minW="16rem">{order.reason}</Table.Cell>
+          <Table.Cell whiteSpace="nowrap">{dateTime(order.recorded_at)}</Table.Cell>
+          <Table.Cell color={order.emailed_at ? undefined : "fg.muted"} whiteSpace="nowrap">
+            {order.emailed_at ? dateTime(order.emailed_at) : text.notEmailed}
+          </Table.Cell>
+        </Table.Row>
+      ))}
+    </DataTable>
   );
 };
 
@@ -60,41 +60,40 @@ export const PendingOrders = ({ orders }: { readonly orders: readonly PendingOrd
   }
 
   return (
-    <Table.ScrollArea borderColor="border" borderRadius="md" borderWidth="1px" mt={2}>
-      <Table.Root data-testid="komoju-pending-table" size="sm">
-        <Table.Header>
-          <Table.Row bg="bg.muted">
-            <Table.ColumnHeader>{text.job}</Table.ColumnHeader>
-            <Table.ColumnHeader>{text.orderNo}</Table.ColumnHeader>
-            <Table.ColumnHeader textAlign="end">{text.amount}</Table.ColumnHeader>
-            <Table.ColumnHeader>{text.since}</Table.ColumnHeader>
-            <Table.ColumnHeader>{text.komojuResponse}</Table.ColumnHeader>
-            <Table.ColumnHeader>{text.customerPage}</Table.ColumnHeader>
-          </Table.Row>
-        </Table.Header>
-        <Table.Body>
-          {orders.map((order) => (
-            <Table.Row data-order-no={order.order_no} key={`${order.job} ${order.order_no}`}>
-              <Table.Cell whiteSpace="nowrap">{text.jobShort[order.job] ?? order.job}</Table.Cell>
-              <Table.Cell fontFamily="mono">{order.order_no}</Table.Cell>
-              <Table.Cell textAlign="end" whiteSpace="nowrap">
-                {order.amount_text}
-              </Table.Cell>
-              <Table.Cell whiteSpace="nowrap">{dateTime(order.since)}</Table.Cell>
-              <Table.Cell minW="16rem">{order.response}</Table.Cell>
-              <Table.Cell>
-                {order.customer_link ? (
-                  <Link color="fg.info" href={order.customer_link} rel="noopener noreferrer" target="_blank">
-                    {text.openCustomerPage}
-                  </Link>
-                ) : (
-                  <Muted>—</Muted>
-                )}
-              </Table.Cell>
-            </Table.Row>
-          ))}
-        </Table.Body>
-      </Table.Root>
-    </Table.ScrollArea>
+    <DataTable
+      header={
+        <>
+          <Table.ColumnHeader>{text.job}</Table.ColumnHeader>
+          <Table.ColumnHeader>{text.orderNo}</Table.ColumnHeader>
+          <Table.ColumnHeader textAlign="end">{text.amount}</Table.ColumnHeader>
+          <Table.ColumnHeader>{text.since}</Table.ColumnHeader>
+          <Table.ColumnHeader>{text.komojuResponse}</Table.ColumnHeader>
+          <Table.ColumnHeader>{text.customerPage}</Table.ColumnHeader>
+        </>
+      }
+      mt={2}
+      testId="komoju-pending-table"
+    >
+      {orders.map((order) => (
+        <Table.Row data-order-no={order.order_no} key={`${order.job} ${order.order_no}`}>
+          <Table.Cell whiteSpace="nowrap">{text.jobShort[order.job] ?? order.job}</Table.Cell>
+          <Table.Cell fontFamily="mono">{order.order_no}</Table.Cell>
+          <Table.Cell textAlign="end" whiteSpace="nowrap">
+            {order.amount_text}
+          </Table.Cell>
+          <Table.Cell whiteSpace="nowrap">{dateTime(order.since)}</Table.Cell>
+          <Table.Cell minW="16rem">{order.response}</Table.Cell>
+          <Table.Cell>
+            {order.customer_link ? (
+              <Link color="fg.info" href={order.customer_link} rel="noopener noreferrer" target="_blank">
+                {text.openCustomerPage}
+              </Link>
+            ) : (
+              <Muted>—</Muted>
+            )}
+          </Table.Cell>
+        </Table.Row>
+      ))}
+    </DataTable>
   );
 };

@@ -2,6 +2,7 @@ import { Badge, Code, HStack, IconButton, Stack, Switch, Table } from "@chakra-u
 import { useState } from "react";
 
 import { moveMethod, type PaymentMethod, type SiteDetails, toggleMethod } from "../api";
+import { DataTable } from "../components/DataTable";
 import { ErrorNote, Muted, ReadOnlyNote } from "../components/Notes";
 import { useLocale } from "../locale";
 
@@ -53,77 +54,75 @@ export const PaymentMethods = ({
       {methods.length === 0 ? (
         <Muted>{text.noPaymentMethods}</Muted>
       ) : (
-        <Table.ScrollArea borderColor="border" borderRadius="md" borderWidth="1px">
-          <Table.Root data-testid="komoju-payment-methods" size="sm">
-            <Table.Header>
-              <Table.Row bg="bg.muted">
-                <Table.ColumnHeader textAlign="end">{text.position}</Table.ColumnHeader>
-                <Table.ColumnHeader>{text.paymentType}</Table.ColumnHeader>
-                <Table.ColumnHeader>{text.currency}</Table.ColumnHeader>
-                <Table.ColumnHeader>{text.methodName}</Table.ColumnHeader>
-                <Table.ColumnHeader>{text.subtypes}</Table.ColumnHeader>
-                <Table.ColumnHeader>{text.available}</Table.ColumnHeader>
-                <Table.ColumnHeader>{text.shown}</Table.ColumnHeader>
-                <Table.ColumnHeader>{text.order}</Table.ColumnHeader>
-              </Table.Row>
-            </Table.Header>
-            <Table.Body>
-              {methods.map((method, index) => (
-                <Table.Row data-method={methodKey(method)} key={methodKey(method)}>
-                  <Table.Cell textAlign="end">{method.position}</Table.Cell>
-                  <Table.Cell>
-                    <Code>{method.type_slug}</Code>
-                  </Table.Cell>
-                  <Table.Cell>{method.currency}</Table.Cell>
-                  <Table.Cell>{nameOf(method)}</Table.Cell>
-                  <Table.Cell color="fg.muted" fontSize="xs">
-                    {method.subtypes.join(", ")}
-                  </Table.Cell>
-                  <Table.Cell>
-                    <Badge colorPalette={method.available ? "green" : "gray"} variant="subtle">
-                      {method.available ? text.yes : text.no}
-                    </Badge>
-                  </Table.Cell>
-                  <Table.Cell>
-                    <Switch.Root
-                      checked={method.enabled}
-                      disabled={readOnly || busy}
-                      onCheckedChange={(details) =>
-                        void change(() => toggleMethod(siteId, method, details.checked))
-                      }
-                      size="sm"
-                    >
-                      <Switch.HiddenInput aria-label={`${text.shown}: ${methodKey(method)}`} />
-                      <Switch.Control />
-                    </Switch.Root>
-                  </Table.Cell>
-                  <Table.Cell>
-                    <HStack gap={1}>
-                      <IconButton
-                        aria-label={`${text.moveUp}: ${methodKey(method)}`}
-                        disabled={readOnly || busy || index === 0}
-                        onClick={() => void change(() => moveMethod(siteId, method, method.position - 1))}
-                        size="2xs"
-                        variant="outline"
-                      >
-                        ↑
-                      </IconButton>
-                      <IconButton
-                        aria-label={`${text.moveDown}: ${methodKey(method)}`}
-                        disabled={readOnly || busy || index === methods.length - 1}
-                        onClick={() => void change(() => moveMethod(siteId, method, method.position + 1))}
-                        size="2xs"
-                        variant="outline"
-                      >
-                        ↓
-                      </IconButton>
-                    </HStack>
-                  </Table.Cell>
-                </Table.Row>
-              ))}
-            </Table.Body>
-          </Table.Root>
-        </Table.ScrollArea>
+        <DataTable
+          header={
+            <>
+              <Table.ColumnHeader textAlign="end">{text.position}</Table.ColumnHeader>
+              <Table.ColumnHeader>{text.paymentType}</Table.ColumnHeader>
+              <Table.ColumnHeader>{text.currency}</Table.ColumnHeader>
+              <Table.ColumnHeader>{text.methodName}</Table.ColumnHeader>
+              <Table.ColumnHeader>{text.subtypes}</Table.ColumnHeader>
+              <Table.ColumnHeader>{text.available}</Table.ColumnHeader>
+              <Table.ColumnHeader>{text.shown}</Table.ColumnHeader>
+              <Table.ColumnHeader>{text.order}</Table.ColumnHeader>
+            </>
+          }
+          testId="komoju-payment-methods"
+        >
+          {methods.map((method, index) => (
+            <Table.Row data-method={methodKey(method)} key={methodKey(method)}>
+              <Table.Cell textAlign="end">{method.position}</Table.Cell>
+              <Table.Cell>
+                <Code>{method.type_slug}</Code>
+              </Table.Cell>
+              <Table.Cell>{method.currency}</Table.Cell>
+              <Table.Cell>{nameOf(method)}</Table.Cell>
+              <Table.Cell color="fg.muted" fontSize="xs">
+                {method.subtypes.join(", ")}
+              </Table.Cell>
+              <Table.Cell>
+                <Badge colorPalette={method.available ? "green" : "gray"} variant="subtle">
+                  {method.available ? text.yes : text.no}
+                </Badge>
+              </Table.Cell>
+              <Table.Cell>
+                <Switch.Root
+                  checked={method.enabled}
+                  disabled={readOnly || busy}
+                  onCheckedChange={(details) =>
+                    void change(() => toggleMethod(siteId, method, details.checked))
+                  }
+                  size="sm"
+                >
+                  <Switch.HiddenInput aria-label={`${text.shown}: ${methodKey(method)}`} />
+                  <Switch.Control />
+                </Switch.Root>
+              </Table.Cell>
+              <Table.Cell>
+                <HStack gap={1}>
+                  <IconButton
+                    aria-label={`${text.moveUp}: ${methodKey(method)}`}
+                    disabled={readOnly || busy || index === 0}
+                    onClick={() => void change(() => moveMethod(siteId, method, method.position - 1))}
+                    size="2xs"
+                    variant="outline"
+                  >
+                    ↑
+                  </IconButton>
+                  <IconButton
+                    aria-label={`${text.moveDown}: ${methodKey(method)}`}
+                    disabled={readOnly || busy || index === methods.length - 1}
+                    onClick={() => void change(() => moveMethod(siteId, method, method.position + 1))}
+                    size="2xs"
+                    variant="outline"
+                  >
+                    ↓
+                  </IconButton>
+                </HStack>
+              </Table.Cell>
+            </Table.Row>
+          ))}
+        </DataTable>
       )}
     </Stack>
   );

@@ -1,6 +1,7 @@
 import { Code, Table } from "@chakra-ui/react";
 
 import type { Change } from "../api";
+import { DataTable } from "../components/DataTable";
 import { Muted } from "../components/Notes";
 import { type Locale, useLocale } from "../locale";
 
@@ -37,38 +38,37 @@ export const RecentChanges = ({ changes }: { readonly changes: readonly Change[]
   }
 
   return (
-    <Table.ScrollArea borderColor="border" borderRadius="md" borderWidth="1px" mt={2}>
-      <Table.Root data-testid="komoju-changes" size="sm">
-        <Table.Header>
-          <Table.Row bg="bg.muted">
-            <Table.ColumnHeader>{text.when}</Table.ColumnHeader>
-            <Table.ColumnHeader>{text.who}</Table.ColumnHeader>
-            <Table.ColumnHeader>{text.through}</Table.ColumnHeader>
-            <Table.ColumnHeader>{text.what}</Table.ColumnHeader>
-            <Table.ColumnHeader>{text.subject}</Table.ColumnHeader>
-            <Table.ColumnHeader>{text.beforeAfter}</Table.ColumnHeader>
-          </Table.Row>
-        </Table.Header>
-        <Table.Body>
-          {changes.map((change, index) => (
-            // The API gives no id; a change is only ever appended, so its place is stable within one answer.
-            <Table.Row key={`${change.changed_at} ${index}`}>
-              <Table.Cell whiteSpace="nowrap">{dateTime(change.changed_at)}</Table.Cell>
-              <Table.Cell>{change.changed_by}</Table.Cell>
-              <Table.Cell>{text.channels[change.channel] ?? change.channel}</Table.Cell>
-              <Table.Cell>
-                {text.actions[change.action] ?? change.action}
-                {change.field ? ` · ${text.fields[change.field] ?? change.field}` : null}
-              </Table.Cell>
-              <Table.Cell>{change.subject ? <Code>{change.subject}</Code> : null}</Table.Cell>
-              <Table.Cell>
-                {formatValue(locale, change.field, change.old_value)} →{" "}
-                {formatValue(locale, change.field, change.new_value)}
-              </Table.Cell>
-            </Table.Row>
-          ))}
-        </Table.Body>
-      </Table.Root>
-    </Table.ScrollArea>
+    <DataTable
+      header={
+        <>
+          <Table.ColumnHeader>{text.when}</Table.ColumnHeader>
+          <Table.ColumnHeader>{text.who}</Table.ColumnHeader>
+          <Table.ColumnHeader>{text.through}</Table.ColumnHeader>
+          <Table.ColumnHeader>{text.what}</Table.ColumnHeader>
+          <Table.ColumnHeader>{text.subject}</Table.ColumnHeader>
+          <Table.ColumnHeader>{text.beforeAfter}</Table.ColumnHeader>
+        </>
+      }
+      mt={2}
+      testId="komoju-changes"
+    >
+      {changes.map((change, index) => (
+        // The API gives no id; a change is only ever appended, so its place is stable within one answer.
+        <Table.Row key={`${change.changed_at} ${index}`}>
+          <Table.Cell whiteSpace="nowrap">{dateTime(change.changed_at)}</Table.Cell>
+          <Table.Cell>{change.changed_by}</Table.Cell>
+          <Table.Cell>{text.channels[change.channel] ?? change.channel}</Table.Cell>
+          <Table.Cell>
+            {text.actions[change.action] ?? change.action}
+            {change.field ? ` · ${text.fields[change.field] ?? change.field}` : null}
+          </Table.Cell>
+          <Table.Cell>{change.subject ? <Code>{change.subject}</Code> : null}</Table.Cell>
+          <Table.Cell>
+            {formatValue(locale, change.field, change.old_value)} →{" "}
+            {formatValue(locale, change.field, change.new_value)}
+          </Table.Cell>
+        </Table.Row>
+      ))}
+    </DataTable>
   );
 };

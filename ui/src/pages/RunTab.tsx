@@ -4,6 +4,7 @@ import { paths, type RunReport, type RunSite } from "../api";
 import { taskInstancePath } from "../airflow";
 import type { PluginProps } from "../apps";
 import { AirflowLink } from "../components/AirflowLink";
+import { DataTable } from "../components/DataTable";
 import { ErrorNote, Loading, Muted } from "../components/Notes";
 import { OrderStatusBadge, RunStateBadge } from "../components/StateBadge";
 import { useLocale } from "../locale";
@@ -48,31 +49,29 @@ const SiteResult = ({ report, site }: { readonly report: RunReport; readonly sit
                   {text.dryRun}
                 </Badge>
               ) : null}
-              <Table.ScrollArea borderColor="border" borderRadius="md" borderWidth="1px">
-                <Table.Root data-testid="komoju-run-counts" size="sm">
-                  <Table.Header>
-                    <Table.Row bg="bg.muted">
-                      <Table.ColumnHeader textAlign="end">{text.succeeded}</Table.ColumnHeader>
-                      <Table.ColumnHeader textAlign="end">{text.pendingHeader}</Table.ColumnHeader>
-                      <Table.ColumnHeader textAlign="end">{text.rejected}</Table.ColumnHeader>
-                      <Table.ColumnHeader textAlign="end">{text.failed}</Table.ColumnHeader>
-                      <Table.ColumnHeader textAlign="end">{text.finalFailures}</Table.ColumnHeader>
-                      <Table.ColumnHeader textAlign="end">{text.notSent}</Table.ColumnHeader>
-                    </Table.Row>
-                  </Table.Header>
-                  <Table.Body>
-                    <Table.Row>
-                      {(["succeeded", "pending", "rejected", "failed", "final_failures", "not_sent"] as const).map(
-                        (key) => (
-                          <Table.Cell data-count={key} key={key} textAlign="end">
-                            {count(counts[key])}
-                          </Table.Cell>
-                        ),
-                      )}
-                    </Table.Row>
-                  </Table.Body>
-                </Table.Root>
-              </Table.ScrollArea>
+              <DataTable
+                header={
+                  <>
+                    <Table.ColumnHeader textAlign="end">{text.succeeded}</Table.ColumnHeader>
+                    <Table.ColumnHeader textAlign="end">{text.pendingHeader}</Table.ColumnHeader>
+                    <Table.ColumnHeader textAlign="end">{text.rejected}</Table.ColumnHeader>
+                    <Table.ColumnHeader textAlign="end">{text.failed}</Table.ColumnHeader>
+                    <Table.ColumnHeader textAlign="end">{text.finalFailures}</Table.ColumnHeader>
+                    <Table.ColumnHeader textAlign="end">{text.notSent}</Table.ColumnHeader>
+                  </>
+                }
+                testId="komoju-run-counts"
+              >
+                <Table.Row>
+                  {(["succeeded", "pending", "rejected", "failed", "final_failures", "not_sent"] as const).map(
+                    (key) => (
+                      <Table.Cell data-count={key} key={key} textAlign="end">
+                        {count(counts[key])}
+                      </Table.Cell>
+                    ),
+                  )}
+                </Table.Row>
+              </DataTable>
             </>
           )}
           <HStack gap={2}>
@@ -92,32 +91,30 @@ const SiteResult = ({ report, site }: { readonly report: RunReport; readonly sit
               <Heading as="h4" size="xs">
                 {text.failuresInRun}
               </Heading>
-              <Table.ScrollArea borderColor="border" borderRadius="md" borderWidth="1px">
-                <Table.Root data-testid="komoju-run-failures" size="sm">
-                  <Table.Header>
-                    <Table.Row bg="bg.muted">
-                      <Table.ColumnHeader>{text.orderNo}</Table.ColumnHeader>
-                      <Table.ColumnHeader>{text.status}</Table.ColumnHeader>
-                      <Table.ColumnHeader textAlign="end">{text.amount}</Table.ColumnHeader>
-                      <Table.ColumnHeader>{text.komojuReason}</Table.ColumnHeader>
-                    </Table.Row>
-                  </Table.Header>
-                  <Table.Body>
-                    {site.failures.map((failure) => (
-                      <Table.Row data-order-no={failure.order_no} key={failure.order_no}>
-                        <Table.Cell fontFamily="mono">{failure.order_no}</Table.Cell>
-                        <Table.Cell>
-                          <OrderStatusBadge status={failure.status} />
-                        </Table.Cell>
-                        <Table.Cell textAlign="end" whiteSpace="nowrap">
-                          {failure.amount_text}
-                        </Table.Cell>
-                        <Table.Cell minW="16rem">{failure.reason}</Table.Cell>
-                      </Table.Row>
-                    ))}
-                  </Table.Body>
-                </Table.Root>
-              </Table.ScrollArea>
+              <DataTable
+                header={
+                  <>
+                    <Table.ColumnHeader>{text.orderNo}</Table.ColumnHeader>
+                    <Table.ColumnHeader>{text.status}</Table.ColumnHeader>
+                    <Table.ColumnHeader textAlign="end">{text.amount}</Table.ColumnHeader>
+                    <Table.ColumnHeader>{text.komojuReason}</Table.ColumnHeader>
+                  </>
+                }
+                testId="komoju-run-failures"
+              >
+                {site.failures.map((failure) => (
+                  <Table.Row data-order-no={failure.order_no} key={failure.order_no}>
+                    <Table.Cell fontFamily="mono">{failure.order_no}</Table.Cell>
+                    <Table.Cell>
+                      <OrderStatusBadge status={failure.status} />
+                    </Table.Cell>
+                    <Table.Cell textAlign="end" whiteSpace="nowrap">
+                      {failure.amount_text}
+                    </Table.Cell>
+                    <Table.Cell minW="16rem">{failure.reason}</Table.Cell>
+                  </Table.Row>
+                ))}
+              </DataTable>
             </Stack>
           ) : null}
         </Stack>
